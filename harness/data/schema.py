@@ -1,0 +1,140 @@
+"""The one processed schema every dataset becomes, and the dataset object notebooks use.
+
+``data/processed/<name>/``::
+
+    interactions.parquet  user_id, item_id (contiguous, 1-based: 0 is padding), rating,
+                          timestamp (seconds), split ("train" | "valid" | "test"),
+                          sorted by user, then time, then source order
+    items.parquet         item_id, raw_item_id, title, text, category, ...
+    users.parquet         user_id, raw_user_id, ...
+    meta.json             counts, preprocessing settings, malformed-row report, fingerprint
+
+The split is leave-last-out per user: the last interaction is test, the one before
+it valid, the rest train. Evaluation ranks the held-out item against the whole
+catalog, excluding what the user has already seen.
+"""
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from dataclasses import dataclass, field
+from functools import cached_property
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+PAD = 0
+SPLITS = ("train", "valid", "test")
+INTERACTION_COLUMNS = ("user_id", "item_id", "rating", "timestamp", "split")
+
+
+@dataclass
+class RecDataset:
+    """A prepared dataset: interactions with their split, item and user tables, metadata."""
+
+    name: str
+    interactions: pd.DataFrame
+    items: pd.DataFrame
+    users: pd.DataFrame
+    meta: dict = field(default_factory=dict)
+
+    @property
+    def n_users(self) -> int:
+        return int(self.meta["n_users"])
+
+    @property
+    def n_items(self) -> int:
+        """Catalog size; ids run 1..n_items and tensors indexed by item have n_items + 1 rows."""
+        return int(self.meta["n_items"])
+
+    def split(self, name: str) -> pd.DataFrame:
+        if name not in SPLITS:
+            raise ValueError(f"unknown split {name!r}: use one of {SPLITS}")
+        return self.interactions[self.interactions["split"] == name]
+
+    def history(self, upto: str = "test") -> pd.DataFrame:
+        """Interactions visible when predicting ``upto``: train for valid, train+valid for test."""
+        visible = {"train": (), "valid": ("train",), "test": ("train", "valid")}[upto]
+        return self.interactions[self.interactions["split"].isin(visible)]
+
+    def sequences(self, upto: str = "test") -> list[np.ndarray]:
+        """Per user (index = user_id, index 0 empty), the item ids seen before ``upto``, in time order."""
+        frame = self.history(upto)
+        users = frame["user_id"].to_numpy()
+        items = frame["item_id"].to_numpy()
+        bounds = np.searchsorted(users, np.arange(self.n_users + 2))
+        return [items[bounds[u]:bounds[u + 1]] for u in range(self.n_users + 1)]
+
+    def targets(self, split: str = "test") -> tuple[np.ndarray, np.ndarray]:
+        """(user_ids, held-out item_ids) of a split, one row per user."""
+        frame = self.split(split)
+        return frame["user_id"].to_numpy(), frame["item_id"].to_numpy()
+
+    def item_counts(self, upto: str = "test") -> np.ndarray:
+        """Interactions per item (length n_items + 1, index 0 = padding = 0) before ``upto``."""
+        return np.bincount(self.history(upto)["item_id"].to_numpy(), minlength=self.n_items + 1)
+
+    @cached_property
+    def item_titles(self) -> np.ndarray:
+        titles = np.full(self.n_items + 1, "", dtype=object)
+        titles[self.items["item_id"].to_numpy()] = self.items["title"].to_numpy()
+        return titles
+
+    def summary(self) -> str:
+        return (f"{self.name}: {self.n_users:,} users, {self.n_items:,} items, "
+                f"{len(self.interactions):,} interactions")
+
+
+def assign_leave_last_out(interactions: pd.DataFrame) -> pd.DataFrame:
+    """Sort by user and time (ties keep source order) and mark each user's last two rows.
+
+    Needs at least three interactions per user so that train is never empty.
+    """
+    frame = interactions.sort_values(["user_id", "timestamp"], kind="stable").reset_index(drop=True)
+    from_end = frame.groupby("user_id", sort=False).cumcount(ascending=False).to_numpy()
+    split = np.full(len(frame), "train", dtype=object)
+    split[from_end == 1] = "valid"
+    split[from_end == 0] = "test"
+    frame["split"] = pd.Categorical(split, categories=list(SPLITS))
+    return frame
+
+
+def _atomic_write_parquet(frame: pd.DataFrame, path: Path) -> None:
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
+    try:
+        frame.to_parquet(tmp, index=False)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+def save_processed(folder: Path, interactions: pd.DataFrame, items: pd.DataFrame, users: pd.DataFrame,
+                   meta: dict) -> None:
+    """Write the processed tables; meta.json goes last, so its presence means "complete"."""
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "meta.json").unlink(missing_ok=True)
+    _atomic_write_parquet(interactions, folder / "interactions.parquet")
+    _atomic_write_parquet(items, folder / "items.parquet")
+    _atomic_write_parquet(users, folder / "users.parquet")
+    tmp = folder / ".meta.json.tmp"
+    tmp.write_text(json.dumps(meta, indent=2, sort_keys=True, default=str))
+    os.replace(tmp, folder / "meta.json")
+
+
+def read_meta(folder: Path) -> dict | None:
+    path = folder / "meta.json"
+    return json.loads(path.read_text()) if path.is_file() else None
+
+
+def load_processed(folder: Path, name: str) -> RecDataset:
+    meta = read_meta(folder)
+    if meta is None:
+        raise FileNotFoundError(f"{folder} holds no prepared dataset: run `python -m harness data prepare {name}`")
+    interactions = pd.read_parquet(folder / "interactions.parquet")
+    items = pd.read_parquet(folder / "items.parquet")
+    users = pd.read_parquet(folder / "users.parquet")
+    return RecDataset(name, interactions, items, users, meta)

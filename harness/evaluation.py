@@ -1,0 +1,143 @@
+"""Full-catalog evaluation, the way every number of the workbook is measured.
+
+For each user, the held-out item is ranked against every item of the catalog,
+with the items the user has already seen removed (they cannot be recommended
+again) and padding item 0 never ranked. Ties are broken the way a top-k list
+with deterministic tie-breaking would: the lower item id first. So a score
+function and the top-k list built from it give the same HR and NDCG.
+
+    HR@K    = share of users whose held-out item is in the top K
+    NDCG@K  = mean of 1 / log2(rank + 2) over users with rank < K (one relevant item, so IDCG = 1)
+    Recall@K equals HR@K with one held-out item per user.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Callable, Iterable, Sequence
+
+import numpy as np
+import torch
+
+from .data.schema import RecDataset
+
+ScoreFn = Callable[[torch.Tensor], torch.Tensor]  # user ids (B,) -> scores (B, n_items + 1)
+
+
+def seen_mask(sequences: Sequence[np.ndarray], users: Iterable[int], n_items: int,
+              device: torch.device | str = "cpu") -> torch.Tensor:
+    """Bool mask (B, n_items + 1): True where user ``users[b]`` has interacted with the item."""
+    users = list(users)
+    rows = [np.asarray(sequences[u], dtype=np.int64) for u in users]
+    lengths = torch.tensor([len(r) for r in rows], dtype=torch.long)
+    mask = torch.zeros(len(users), n_items + 1, dtype=torch.bool, device=device)
+    if lengths.sum() > 0:
+        cols = torch.from_numpy(np.concatenate(rows)).to(device)
+        row_idx = torch.repeat_interleave(torch.arange(len(users)), lengths).to(device)
+        mask[row_idx, cols] = True
+    return mask
+
+
+def ranks_from_scores(scores: torch.Tensor, targets: torch.Tensor, exclude: torch.Tensor | None = None) -> torch.Tensor:
+    """0-based rank of each target among non-excluded items (B,), ties to the lower item id."""
+    scores = scores.float().clone()
+    scores[:, 0] = -math.inf
+    if exclude is not None:
+        scores = scores.masked_fill(exclude, -math.inf)
+    targets = targets.to(scores.device).long()
+    target_scores = scores.gather(1, targets[:, None])
+    ids = torch.arange(scores.shape[1], device=scores.device)
+    ahead = (scores > target_scores) | ((scores == target_scores) & (ids[None, :] < targets[:, None]))
+    return ahead.sum(dim=1).cpu()
+
+
+def ranks_from_topk(topk: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """Rank of each target within a top-k list (B, K); K when the target is not in it."""
+    topk, targets = topk.cpu().long(), targets.cpu().long()
+    hits = topk == targets[:, None]
+    k = topk.shape[1]
+    return torch.where(hits.any(dim=1), hits.float().argmax(dim=1), torch.full_like(targets, k))
+
+
+def metrics_from_ranks(ranks: torch.Tensor, ks: Sequence[int] = (10, 50)) -> dict[str, float]:
+    ranks = ranks.double()
+    out = {}
+    for k in ks:
+        hit = ranks < k
+        out[f"HR@{k}"] = hit.double().mean().item()
+        out[f"NDCG@{k}"] = torch.where(hit, 1.0 / torch.log2(ranks + 2.0), torch.zeros_like(ranks)).mean().item()
+        out[f"Recall@{k}"] = out[f"HR@{k}"]  # one held-out item per user
+    out["MRR"] = (1.0 / (ranks + 1.0)).mean().item()
+    return out
+
+
+def _batch_size(n_items: int, budget: int = 2**25) -> int:
+    return max(16, min(4096, budget // max(n_items + 1, 1)))
+
+
+@torch.no_grad()
+def evaluate_scores(score_fn: ScoreFn, dataset: RecDataset, split: str = "test", ks: Sequence[int] = (10, 50),
+                    batch_size: int | None = None, device: torch.device | str = "cpu") -> dict[str, float]:
+    """Rank every user's held-out item of ``split`` with ``score_fn``; returns HR/NDCG/Recall@K and MRR."""
+    users, targets = dataset.targets(split)
+    sequences = dataset.sequences(upto=split)
+    batch_size = batch_size or _batch_size(dataset.n_items)
+    ranks = []
+    for start in range(0, len(users), batch_size):
+        u = torch.as_tensor(users[start:start + batch_size])
+        scores = score_fn(u.to(device))
+        expected = (len(u), dataset.n_items + 1)
+        if tuple(scores.shape) != expected:
+            raise ValueError(f"score function returned shape {tuple(scores.shape)}, expected {expected} "
+                             "(one column per item id, column 0 = padding)")
+        exclude = seen_mask(sequences, u.tolist(), dataset.n_items, device=scores.device)
+        ranks.append(ranks_from_scores(scores, torch.as_tensor(targets[start:start + batch_size]), exclude))
+    return metrics_from_ranks(torch.cat(ranks), ks)
+
+
+def evaluate_topk(topk_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor], dataset: RecDataset,
+                  split: str = "test", ks: Sequence[int] = (10, 50), batch_size: int | None = None) -> dict[str, float]:
+    """Same metrics from a recommender that returns lists: ``topk_fn(user_ids, seen_mask) -> (B, max(ks))``."""
+    users, targets = dataset.targets(split)
+    sequences = dataset.sequences(upto=split)
+    batch_size = batch_size or _batch_size(dataset.n_items)
+    ranks = []
+    for start in range(0, len(users), batch_size):
+        u = torch.as_tensor(users[start:start + batch_size])
+        lists = topk_fn(u, seen_mask(sequences, u.tolist(), dataset.n_items))
+        ranks.append(ranks_from_topk(lists, torch.as_tensor(targets[start:start + batch_size])))
+    return metrics_from_ranks(torch.cat(ranks), ks)
+
+
+@dataclass
+class MetricsTable:
+    """Rows of model -> metrics, printed as the comparison table of the pipeline and the README."""
+
+    columns: tuple[str, ...] = ("HR@10", "NDCG@10", "Recall@50")
+    rows: dict[str, dict[str, float]] = field(default_factory=dict)
+    notes: dict[str, str] = field(default_factory=dict)
+
+    def add(self, model: str, metrics: dict[str, float], note: str = "") -> None:
+        self.rows[model] = metrics
+        if note:
+            self.notes[model] = note
+
+    def to_markdown(self) -> str:
+        head = "| model | " + " | ".join(self.columns) + " | notes |"
+        rule = "| --- | " + " | ".join("---:" for _ in self.columns) + " | --- |"
+        body = [f"| {m} | " + " | ".join(_fmt(r.get(c)) for c in self.columns) + f" | {self.notes.get(m, '')} |"
+                for m, r in self.rows.items()]
+        return "\n".join([head, rule, *body])
+
+    def __str__(self) -> str:
+        width = max([len("model"), *(len(m) for m in self.rows)])
+        lines = [f"{'model':<{width}}  " + "  ".join(f"{c:>9}" for c in self.columns)]
+        lines.append("-" * len(lines[0]))
+        for m, r in self.rows.items():
+            lines.append(f"{m:<{width}}  " + "  ".join(f"{_fmt(r.get(c)):>9}" for c in self.columns)
+                         + (f"  {self.notes[m]}" if m in self.notes else ""))
+        return "\n".join(lines)
+
+
+def _fmt(value: float | None) -> str:
+    return "—" if value is None else f"{value:.4f}"

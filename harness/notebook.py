@@ -1,0 +1,80 @@
+"""Reading jupytext percent notebooks as a list of cells with their line ranges.
+
+The loader needs to know, line by line, which cell a line belongs to and whether
+that cell is tagged ``export``; jupytext's reader gives cells but not line numbers,
+so this module parses the percent format itself (the same header rules jupytext
+uses) and ``tests/test_notebook.py`` checks it agrees with ``jupytext.read``.
+"""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from jupytext.cell_metadata import text_to_metadata
+
+_HEADER = re.compile(r"^# %%(?:\s+(?P<rest>.*))?$")
+
+EXPORT_TAG = "export"
+
+
+@dataclass
+class Cell:
+    """One cell of a percent notebook. ``start`` is the 0-based index of its ``# %%`` line."""
+
+    cell_type: str  # "code", "markdown" or "raw"
+    start: int
+    stop: int  # exclusive: the next cell's header line, or the end of the file
+    metadata: dict = field(default_factory=dict)
+
+    @property
+    def tags(self) -> list[str]:
+        return list(self.metadata.get("tags", []))
+
+    @property
+    def is_export(self) -> bool:
+        return self.cell_type == "code" and EXPORT_TAG in self.tags
+
+
+def _parse_header(rest: str | None) -> tuple[str, dict]:
+    if not rest:
+        return "code", {}
+    title, metadata = text_to_metadata(rest.strip(), allow_title=True)
+    cell_type = "code"
+    for kind in ("markdown", "md", "raw"):
+        if f"[{kind}]" in title:
+            cell_type = "markdown" if kind == "md" else kind
+    return cell_type, metadata
+
+
+def parse_cells(lines: list[str]) -> list[Cell]:
+    """Split the lines of a percent-format file into cells (the YAML header is not a cell)."""
+    cells: list[Cell] = []
+    for i, line in enumerate(lines):
+        match = _HEADER.match(line.rstrip("\n"))
+        if match:
+            if cells:
+                cells[-1].stop = i
+            cell_type, metadata = _parse_header(match.group("rest"))
+            cells.append(Cell(cell_type, i, len(lines), metadata))
+    return cells
+
+
+def read_cells(path: Path) -> tuple[list[str], list[Cell]]:
+    lines = Path(path).read_text(encoding="utf-8").splitlines(keepends=True)
+    return lines, parse_cells(lines)
+
+
+def export_source(path: Path) -> str:
+    """The notebook's text with every line outside ``export`` code cells blanked.
+
+    Blanking (rather than dropping) keeps line numbers identical to the file, so
+    a traceback through the compiled module points at the learner's real line.
+    """
+    lines, cells = read_cells(path)
+    keep = [False] * len(lines)
+    for cell in cells:
+        if cell.is_export:
+            for i in range(cell.start + 1, cell.stop):
+                keep[i] = True
+    return "".join(line if keep[i] else "\n" for i, line in enumerate(lines))

@@ -1,0 +1,33 @@
+"""Weights & Biases runs that work with no account.
+
+The workbook logs offline by default (runs land in ``runs/wandb`` and can be
+uploaded later with ``wandb sync``); tests run with ``WANDB_MODE=disabled``.
+Set ``WANDB_MODE=online`` after ``wandb login`` to see the dashboards live.
+"""
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from .paths import runs_dir
+
+DEFAULT_PROJECT = "recsys-workbook"
+
+
+def wandb_mode() -> str:
+    mode = os.environ.get("WANDB_MODE", "offline")
+    if mode not in ("online", "offline", "disabled", "dryrun"):
+        raise ValueError(f"WANDB_MODE={mode!r}: use offline (default), online (after `wandb login`) or disabled")
+    return mode
+
+
+def init_run(name: str | None = None, config: dict[str, Any] | None = None, *,
+             project: str = DEFAULT_PROJECT, mode: str | None = None, group: str | None = None, **kwargs):
+    """Start a W&B run (offline unless ``WANDB_MODE`` says otherwise) and return it."""
+    import wandb
+
+    mode = mode or wandb_mode()
+    folder = runs_dir()
+    folder.mkdir(parents=True, exist_ok=True)
+    return wandb.init(project=project, name=name, config=config or {}, mode=mode, group=group,
+                      dir=str(folder), reinit="finish_previous", **kwargs)

@@ -1,0 +1,53 @@
+"""Helpers for the harness's own tests: run the autograder in-process on a notebook tree."""
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from harness.paths import repo_root
+
+
+@dataclass
+class GraderRun:
+    exit_code: int
+    verdicts: dict  # nodeid -> {"session", "exercise", "kind", "message", "when"}
+    output: str
+
+    def kinds(self) -> set[str]:
+        return {v["kind"] for v in self.verdicts.values()}
+
+
+@pytest.fixture
+def restore_env():
+    """The plugin writes HARNESS_* variables into os.environ; give the outer run its own back."""
+    saved = dict(os.environ)
+    yield
+    os.environ.clear()
+    os.environ.update(saved)
+
+
+@pytest.fixture
+def grade(tmp_path, restore_env, capsys):
+    """grade(sessions_dir, [test paths], *extra args) -> GraderRun, run in this process."""
+
+    def run(sessions_dir: Path | None, paths: list[str], *extra: str) -> GraderRun:
+        from harness.loader import clear_cache
+
+        if sessions_dir is not None:
+            os.environ["HARNESS_SESSIONS_DIR"] = str(sessions_dir)
+        os.environ.pop("HARNESS_IMPL", None)
+        clear_cache()
+        report = tmp_path / f"verdicts-{len(list(tmp_path.glob('verdicts-*')))}.json"
+        args = [*(str(repo_root() / p) for p in paths), "-p", "no:cacheprovider", "-q",
+                "--rootdir", str(repo_root()), "--harness-report", str(report), *extra]
+        code = pytest.main(args)
+        out = capsys.readouterr().out
+        clear_cache()
+        verdicts = json.loads(report.read_text()) if report.exists() else {}
+        return GraderRun(int(code), verdicts, out)
+
+    return run

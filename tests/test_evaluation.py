@@ -1,0 +1,53 @@
+"""The provided full-catalog evaluation: ranks, tie-breaking, seen exclusion, metric values."""
+from __future__ import annotations
+
+import math
+
+import torch
+
+from harness.evaluation import MetricsTable, metrics_from_ranks, ranks_from_scores, ranks_from_topk, seen_mask
+
+
+def test_rank_counts_better_items_and_lower_id_ties():
+    scores = torch.tensor([[9.0, 1.0, 3.0, 3.0, 2.0, 5.0]])
+    # excluding padding (col 0): 5.0 (item 5) and the tie 3.0 at item 2 come before item 3
+    assert ranks_from_scores(scores, torch.tensor([3])).item() == 2
+    assert ranks_from_scores(scores, torch.tensor([2])).item() == 1
+    assert ranks_from_scores(scores, torch.tensor([5])).item() == 0
+
+
+def test_seen_items_are_removed_from_the_ranking():
+    scores = torch.tensor([[0.0, 5.0, 4.0, 3.0]])
+    exclude = torch.tensor([[False, True, True, False]])
+    assert ranks_from_scores(scores, torch.tensor([3]), exclude).item() == 0
+
+
+def test_scores_and_topk_lists_agree():
+    g = torch.Generator().manual_seed(0)
+    scores = torch.randint(0, 5, (32, 101), generator=g).float()  # many ties
+    targets = torch.randint(1, 101, (32,), generator=g)
+    ranks = ranks_from_scores(scores, targets)
+    s = scores.clone()
+    s[:, 0] = -math.inf
+    topk = torch.sort(s, dim=1, descending=True, stable=True).indices[:, :10]
+    from_lists = ranks_from_topk(topk, targets)
+    assert torch.equal(torch.where(ranks < 10, ranks, torch.full_like(ranks, 10)), from_lists)
+
+
+def test_metric_values():
+    m = metrics_from_ranks(torch.tensor([0, 1, 9, 10, 100]), ks=(10,))
+    assert math.isclose(m["HR@10"], 3 / 5)
+    assert math.isclose(m["NDCG@10"], (1 + 1 / math.log2(3) + 1 / math.log2(11)) / 5)
+    assert math.isclose(m["MRR"], (1 + 1 / 2 + 1 / 10 + 1 / 11 + 1 / 101) / 5)
+
+
+def test_seen_mask():
+    mask = seen_mask([[], [1, 3], [2]], [2, 1], n_items=3)
+    assert mask.tolist() == [[False, False, True, False], [False, True, False, True]]
+
+
+def test_table_renders():
+    t = MetricsTable()
+    t.add("popularity", {"HR@10": 0.0859, "NDCG@10": 0.0449, "Recall@50": 0.1983}, "session 01")
+    assert "| popularity | 0.0859 | 0.0449 | 0.1983 | session 01 |" in t.to_markdown()
+    assert "popularity" in str(t)
