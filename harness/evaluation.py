@@ -84,14 +84,14 @@ def evaluate_scores(score_fn: ScoreFn, dataset: RecDataset, split: str = "test",
     batch_size = batch_size or _batch_size(dataset.n_items)
     ranks = []
     for start in range(0, len(users), batch_size):
-        u = torch.as_tensor(users[start:start + batch_size])
+        u = torch.tensor(users[start:start + batch_size])
         scores = score_fn(u.to(device))
         expected = (len(u), dataset.n_items + 1)
         if tuple(scores.shape) != expected:
             raise ValueError(f"score function returned shape {tuple(scores.shape)}, expected {expected} "
                              "(one column per item id, column 0 = padding)")
         exclude = seen_mask(sequences, u.tolist(), dataset.n_items, device=scores.device)
-        ranks.append(ranks_from_scores(scores, torch.as_tensor(targets[start:start + batch_size]), exclude))
+        ranks.append(ranks_from_scores(scores, torch.tensor(targets[start:start + batch_size]), exclude))
     return metrics_from_ranks(torch.cat(ranks), ks)
 
 
@@ -103,9 +103,9 @@ def evaluate_topk(topk_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
     batch_size = batch_size or _batch_size(dataset.n_items)
     ranks = []
     for start in range(0, len(users), batch_size):
-        u = torch.as_tensor(users[start:start + batch_size])
+        u = torch.tensor(users[start:start + batch_size])
         lists = topk_fn(u, seen_mask(sequences, u.tolist(), dataset.n_items))
-        ranks.append(ranks_from_topk(lists, torch.as_tensor(targets[start:start + batch_size])))
+        ranks.append(ranks_from_topk(lists, torch.tensor(targets[start:start + batch_size])))
     return metrics_from_ranks(torch.cat(ranks), ks)
 
 

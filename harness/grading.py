@@ -50,6 +50,11 @@ class NotebookNamespace:
         self._namespace = namespace
         self._module: types.ModuleType | None = None
 
+    @property
+    def inline(self) -> bool:
+        """True in a notebook's inline check (objects live in the kernel, not in an importable module)."""
+        return self._namespace is not None
+
     def _load(self):
         if self._namespace is not None:
             return self._namespace

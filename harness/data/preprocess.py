@@ -21,11 +21,12 @@ from .schema import assign_leave_last_out
 class RawData:
     """What a parser read: one row per interaction, plus item and user metadata."""
 
-    interactions: pd.DataFrame  # raw_user_id, raw_item_id, rating, timestamp (int seconds)
+    interactions: pd.DataFrame  # raw_user_id, raw_item_id, rating, timestamp (int, in `timestamp_unit`)
     items: pd.DataFrame  # raw_item_id, title, text, category, ... (may miss some items)
     users: pd.DataFrame | None = None  # raw_user_id, ...
     malformed: Counter = field(default_factory=Counter)  # reason -> rows skipped
     source: dict = field(default_factory=dict)
+    timestamp_unit: str = "s"  # "s" or "ms" (Amazon); ordering uses full precision, the schema stores seconds
 
 
 @dataclass(frozen=True)
@@ -108,9 +109,14 @@ def preprocess(raw: RawData, config: PrepConfig) -> tuple[pd.DataFrame, pd.DataF
 
     user_ids, raw_users = _contiguous(user_codes, user_uniques)
     item_ids, raw_items = _contiguous(item_codes, item_uniques)
+    # Order by full-precision time first (ties keep source order), then store seconds.
     interactions = assign_leave_last_out(pd.DataFrame({
         "user_id": user_ids.astype(np.int64), "item_id": item_ids.astype(np.int64),
         "rating": ratings, "timestamp": timestamps}))
+    if raw.timestamp_unit == "ms":
+        interactions["timestamp"] = interactions["timestamp"] // 1000
+    elif raw.timestamp_unit != "s":
+        raise ValueError(f"timestamp_unit must be 's' or 'ms', got {raw.timestamp_unit!r}")
 
     items = _join_items(raw.items, raw_items, report)
     users = pd.DataFrame({"user_id": np.arange(1, len(raw_users) + 1), "raw_user_id": raw_users})

@@ -76,6 +76,14 @@ class RecDataset:
         """Interactions per item (length n_items + 1, index 0 = padding = 0) before ``upto``."""
         return np.bincount(self.history(upto)["item_id"].to_numpy(), minlength=self.n_items + 1)
 
+    def category_codes(self) -> tuple[np.ndarray, list[str]]:
+        """Per item id, a category index (1..C; 0 = padding) and the C category names."""
+        names = sorted(self.items["category"].astype(str).unique())
+        lookup = {name: i + 1 for i, name in enumerate(names)}
+        codes = np.zeros(self.n_items + 1, dtype=np.int64)
+        codes[self.items["item_id"].to_numpy()] = [lookup[c] for c in self.items["category"].astype(str)]
+        return codes, names
+
     @cached_property
     def item_titles(self) -> np.ndarray:
         titles = np.full(self.n_items + 1, "", dtype=object)
