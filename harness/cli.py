@@ -76,8 +76,8 @@ def _cmd_hint(args) -> int:
 def _cmd_progress(args) -> int:
     from .progress import collect, render
 
-    status = collect(args.impl, [int(s) for s in args.sessions] if args.sessions else None)
-    print(render(status, args.impl))
+    chosen = [int(s) for s in args.sessions] if args.sessions else None
+    print(render(collect(args.impl, chosen), args.impl, chosen))
     return 0
 
 
@@ -175,6 +175,12 @@ def main(argv: list[str] | None = None) -> int:
         message = err.args[0] if isinstance(err, KeyError) and err.args else err
         print(f"error: {message}", file=sys.stderr)
         return 2
+    except Exception as err:
+        # Errors whose message already says what to do next: no traceback.
+        if type(err).__name__ in ("DownloadError", "CorruptFileError", "NotebookError", "StubError"):
+            print(f"error: {err}", file=sys.stderr)
+            return 2
+        raise
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130

@@ -28,10 +28,12 @@ def collect(impl: str = "sessions", sessions: list[int] | None = None) -> dict[t
     return exercise_rollup(verdicts)
 
 
-def render(status: dict[tuple[int, str], str], impl: str = "sessions") -> str:
+def render(status: dict[tuple[int, str], str], impl: str = "sessions", sessions: list[int] | None = None) -> str:
     lines = [f"workbook progress ({impl}/)", ""]
     done = total = 0
     for session in all_sessions():
+        if sessions and session.number not in sessions:
+            continue
         rows = []
         for i, ex in enumerate(session.exercises, 1):
             st = status.get((session.number, ex.name), "not run")

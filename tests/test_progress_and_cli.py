@@ -25,7 +25,7 @@ def test_progress_table(tmp_path, monkeypatch, restore_env):
     monkeypatch.setenv("HARNESS_SESSIONS_DIR", str(tmp_path))
     from harness.progress import collect, render
 
-    table = render(collect("sessions", [1]))
+    table = render(collect("sessions", [1]), sessions=[1])
     lines = {l.split(".")[1].split()[0]: l for l in table.splitlines() if l.strip() and l.strip()[0] in "✓✗·"}
     assert lines["item_popularity"].strip().startswith("✓") and "pass" in lines["item_popularity"]
     assert lines["long_tail_share"].strip().startswith("✗") and "fail" in lines["long_tail_share"]

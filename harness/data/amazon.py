@@ -68,11 +68,6 @@ def meta_url(category: str = DEFAULT_CATEGORY) -> str:
     return f"{BASE_URL}/raw/meta_categories/meta_{category}.jsonl.gz"
 
 
-def file_names(category: str = DEFAULT_CATEGORY) -> dict[str, str]:
-    """Published file names (the last URL component), used for data/raw/<dataset>/<file>."""
-    return {"ratings": f"{category}.csv.gz", "reviews": f"{category}.jsonl.gz", "meta": f"meta_{category}.jsonl.gz"}
-
-
 RATINGS_5CORE_URL = ratings_5core_url()
 REVIEWS_URL = reviews_url()
 META_URL = meta_url()
@@ -422,7 +417,7 @@ def _write_jsonl(records: Iterable[dict | str], path: Path, complete) -> Path:
     return path
 
 
-__all__ = ["BASE_URL", "DEFAULT_CATEGORY", "META_URL", "RATINGS_5CORE_URL", "REVIEWS_URL", "file_names",
+__all__ = ["BASE_URL", "DEFAULT_CATEGORY", "LAPTOP_FRACTION", "META_URL", "RATINGS_5CORE_URL", "REVIEWS_URL",
            "item_text", "meta_url", "parse_price", "ratings_5core_url", "read_amazon_5core", "read_amazon_meta",
            "read_amazon_raw", "reviews_url", "user_sample_mask", "write_meta_jsonl_gz", "write_ratings_csv_gz",
            "write_reviews_jsonl_gz"]

@@ -122,7 +122,7 @@ def read_ml1m_zip(path: Path) -> RawData:
     timestamp are counted by reason and skipped.
     """
     malformed: Counter = Counter()
-    with zipfile.ZipFile(path) as archive:
+    with _open_zip(path) as archive:
         ratings = _read_dat(archive, "ml-1m", "ratings.dat", 4, malformed)
         movies = _read_dat(archive, "ml-1m", "movies.dat", 3, malformed)
         users = _read_dat(archive, "ml-1m", "users.dat", 5, malformed)
@@ -149,7 +149,7 @@ def read_ml20m_zip(path: Path) -> RawData:
     """
     from .arrowcsv import read_csv_checked
 
-    with zipfile.ZipFile(path) as archive:
+    with _open_zip(path) as archive:
         with archive.open(_member(archive, "ml-20m", "ratings.csv")) as handle:
             table, malformed = read_csv_checked(
                 handle, {"userId": "int", "movieId": "int", "rating": "float", "timestamp": "int"}, "ratings.csv")
@@ -162,6 +162,14 @@ def read_ml20m_zip(path: Path) -> RawData:
         "timestamp": table.column("timestamp").to_numpy()})
     items = _movie_items(movies, "movies.csv", "movieId", malformed)
     return RawData(interactions, items, None, malformed, {"format": "GroupLens ml-20m.zip", "path": str(path)})
+
+
+def _open_zip(path: Path) -> zipfile.ZipFile:
+    """Open a GroupLens zip; a truncated download raises :class:`CorruptFileError` saying what to do."""
+    from .download import verify_zip
+
+    verify_zip(path)
+    return zipfile.ZipFile(path)
 
 
 def _member(archive: zipfile.ZipFile, folder: str, name: str) -> str:

@@ -101,11 +101,13 @@ def assign_leave_last_out(interactions: pd.DataFrame) -> pd.DataFrame:
     Needs at least three interactions per user so that train is never empty.
     """
     frame = interactions.sort_values(["user_id", "timestamp"], kind="stable").reset_index(drop=True)
-    from_end = frame.groupby("user_id", sort=False).cumcount(ascending=False).to_numpy()
-    split = np.full(len(frame), "train", dtype=object)
-    split[from_end == 1] = "valid"
-    split[from_end == 0] = "test"
-    frame["split"] = pd.Categorical(split, categories=list(SPLITS))
+    users = frame["user_id"].to_numpy()
+    # rows from the end of each user's block: sorted by user, so the block ends where the id changes
+    last = np.r_[users[1:] != users[:-1], True]
+    codes = np.zeros(len(frame), dtype=np.int8)  # 0 train, 1 valid, 2 test
+    codes[last] = 2
+    codes[np.r_[last[1:], False] & ~last] = 1
+    frame["split"] = pd.Categorical.from_codes(codes, categories=list(SPLITS))
     return frame
 
 
