@@ -92,6 +92,11 @@ def _cmd_pipeline(args) -> int:
 def _cmd_data(args) -> int:
     from . import data
 
+    if args.action == "benchmark":
+        from .data.benchmark import run_benchmark
+
+        run_benchmark(rows=args.rows, users=args.users, items=args.items)
+        return 0
     if args.action == "list":
         for name, spec in data.DATASETS.items():
             presets = ", ".join(spec.presets)
@@ -154,6 +159,10 @@ def build_parser() -> argparse.ArgumentParser:
     dp.add_argument("--preset", default=None)
     dp.add_argument("--force", action="store_true", help="prepare again even if nothing changed")
     dsub.add_parser("list", help="known datasets")
+    db = dsub.add_parser("benchmark", help="prepare a synthetic file the size of Amazon Electronics 5-core: time, peak memory")
+    db.add_argument("--rows", type=int, default=15_500_000)
+    db.add_argument("--users", type=int, default=1_600_000)
+    db.add_argument("--items", type=int, default=368_000)
     p.set_defaults(func=_cmd_data)
 
     p = sub.add_parser("lab", help="JupyterLab on the workbook, .py notebooks open as notebooks")

@@ -106,7 +106,7 @@ DATASETS: dict[str, DatasetSpec] = {
         PrepConfig(min_user_interactions=5, min_item_interactions=2),
         lambda preset: [],
         presets=("smoke", "laptop", "gpu"),
-        version="1"),
+        version="2"),
     "amazon-electronics": _amazon_spec(
         "amazon-electronics", "5core",
         "Amazon Reviews 2023 Electronics: official 5-core ratings + item metadata (GB-sized download; "

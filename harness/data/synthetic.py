@@ -103,17 +103,29 @@ def generate_items(config: SyntheticConfig, rng: np.random.Generator) -> tuple[p
     models = rng.integers(100, 9999, size=n)
     feats = rng.integers(0, len(FEATURES), size=(n, 2))
     asins = _random_ids(rng, n, "B0", 10)
-    titles, texts, cats = [], [], []
+    titles, texts, cats, features, descriptions = [], [], [], [], []
     for i in range(n):
         cat_name, noun = names[category[i]]
         title = f"{brands[i]} {adjectives[i].capitalize()} {noun.title()} {brands[i][0]}{models[i]}"
+        feature = [FEATURES[feats[i, 0]], FEATURES[feats[i, 1]]]
+        description = f"A {adjectives[i]} {noun} by {brands[i]}."
         titles.append(title)
         cats.append(cat_name)
-        texts.append(f"{title}. Electronics > {cat_name}. Features: {FEATURES[feats[i, 0]]}; "
-                     f"{FEATURES[feats[i, 1]]}. A {adjectives[i]} {noun} by {brands[i]}.")
+        features.append(feature)
+        descriptions.append(description)
+        texts.append(f"{title}. Electronics > {cat_name}. Features: {feature[0]}; {feature[1]}. {description}")
     items = pd.DataFrame({"raw_item_id": asins, "title": titles, "text": texts, "category": cats,
-                          "store": brands, "price": np.round(rng.gamma(2.0, 30.0, size=n), 2)})
+                          "store": brands, "price": np.round(rng.gamma(2.0, 30.0, size=n), 2),
+                          "features": features, "description": descriptions})
     return items, category
+
+
+def amazon_meta_records(items: pd.DataFrame):
+    """The synthetic items as Amazon Reviews 2023 metadata records (for the format writers)."""
+    for row in items.itertuples(index=False):
+        yield {"main_category": "All Electronics", "title": row.title, "features": list(row.features),
+               "description": [row.description], "price": float(row.price), "store": row.store,
+               "categories": ["Electronics", row.category], "parent_asin": row.raw_item_id}
 
 
 def generate(config: SyntheticConfig) -> RawData:
@@ -141,7 +153,7 @@ def generate(config: SyntheticConfig) -> RawData:
 
     preferences = rng.dirichlet(np.full(n_cat, config.preference_concentration), size=n_users)
     pref_cum = np.cumsum(preferences, axis=1)
-    extra = rng.geometric(1.0 / max(config.mean_length - config.min_length, 1.0), size=n_users) - 1
+    extra = rng.geometric(1.0 / max(config.mean_length - config.min_length + 1, 1.0), size=n_users) - 1  # mean: mean_length - min_length
     lengths = np.minimum(config.min_length + extra, config.max_length)
 
     def sample_items(users: np.ndarray) -> np.ndarray:
