@@ -55,6 +55,11 @@ class NotebookNamespace:
         """True in a notebook's inline check (objects live in the kernel, not in an importable module)."""
         return self._namespace is not None
 
+    def _globals(self) -> dict:
+        """The namespace the notebook's functions look names up in (for spies in tests)."""
+        source = self._load()
+        return source if isinstance(source, dict) else vars(source)
+
     def _load(self):
         if self._namespace is not None:
             return self._namespace

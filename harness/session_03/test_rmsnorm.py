@@ -52,3 +52,12 @@ def test_bfloat16_keeps_dtype_and_precision(nb):
     expect(out.dtype == torch.bfloat16, "a bf16 input gives a bf16 output", got=str(out.dtype))
     expect_close(out.float(), _reference(x.bfloat16().float(), torch.ones(64), 1e-6), "bf16 output vs float32 reference",
                  rtol=2e-2, atol=2e-2, hint="compute the statistic in float32 (x.float()), then cast back to x.dtype")
+
+
+def test_float16_does_not_overflow(nb):
+    norm = nb.RMSNorm(8)
+    x = torch.full((2, 8), 300.0)
+    out = norm(x.half())
+    expect(bool(torch.isfinite(out).all()) and bool((out != 0).all()), "a float16 input of 300s normalises to ones",
+           got=out.float().tolist()[0], hint="300 ** 2 = 90,000 overflows float16 (max 65,504): square in float32")
+    expect_close(out.float(), torch.ones(2, 8), "RMSNorm of a constant row", atol=1e-2)
