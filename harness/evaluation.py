@@ -75,37 +75,36 @@ def _batch_size(n_items: int, budget: int = 2**25) -> int:
     return max(16, min(4096, budget // max(n_items + 1, 1)))
 
 
+def _eval_batches(dataset: RecDataset, split: str, batch_size: int | None):
+    """Users of ``split`` in batches: (user ids (B,), held-out items (B,), seen mask (B, n_items + 1))."""
+    users, targets = dataset.targets(split)
+    sequences = dataset.sequences(upto=split)
+    batch_size = batch_size or _batch_size(dataset.n_items)
+    for start in range(0, len(users), batch_size):
+        u = torch.tensor(users[start:start + batch_size])
+        yield u, torch.tensor(targets[start:start + batch_size]), seen_mask(sequences, u.tolist(), dataset.n_items)
+
+
 @torch.no_grad()
 def evaluate_scores(score_fn: ScoreFn, dataset: RecDataset, split: str = "test", ks: Sequence[int] = (10, 50),
                     batch_size: int | None = None, device: torch.device | str = "cpu") -> dict[str, float]:
     """Rank every user's held-out item of ``split`` with ``score_fn``; returns HR/NDCG/Recall@K and MRR."""
-    users, targets = dataset.targets(split)
-    sequences = dataset.sequences(upto=split)
-    batch_size = batch_size or _batch_size(dataset.n_items)
     ranks = []
-    for start in range(0, len(users), batch_size):
-        u = torch.tensor(users[start:start + batch_size])
-        scores = score_fn(u.to(device))
-        expected = (len(u), dataset.n_items + 1)
+    for users, targets, seen in _eval_batches(dataset, split, batch_size):
+        scores = score_fn(users.to(device))
+        expected = (len(users), dataset.n_items + 1)
         if tuple(scores.shape) != expected:
             raise ValueError(f"score function returned shape {tuple(scores.shape)}, expected {expected} "
                              "(one column per item id, column 0 = padding)")
-        exclude = seen_mask(sequences, u.tolist(), dataset.n_items, device=scores.device)
-        ranks.append(ranks_from_scores(scores, torch.tensor(targets[start:start + batch_size]), exclude))
+        ranks.append(ranks_from_scores(scores, targets, seen.to(scores.device)))
     return metrics_from_ranks(torch.cat(ranks), ks)
 
 
 def evaluate_topk(topk_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor], dataset: RecDataset,
                   split: str = "test", ks: Sequence[int] = (10, 50), batch_size: int | None = None) -> dict[str, float]:
     """Same metrics from a recommender that returns lists: ``topk_fn(user_ids, seen_mask) -> (B, max(ks))``."""
-    users, targets = dataset.targets(split)
-    sequences = dataset.sequences(upto=split)
-    batch_size = batch_size or _batch_size(dataset.n_items)
-    ranks = []
-    for start in range(0, len(users), batch_size):
-        u = torch.tensor(users[start:start + batch_size])
-        lists = topk_fn(u, seen_mask(sequences, u.tolist(), dataset.n_items))
-        ranks.append(ranks_from_topk(lists, torch.tensor(targets[start:start + batch_size])))
+    ranks = [ranks_from_topk(topk_fn(users, seen), targets) for users, targets, seen in
+             _eval_batches(dataset, split, batch_size)]
     return metrics_from_ranks(torch.cat(ranks), ks)
 
 

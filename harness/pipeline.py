@@ -53,9 +53,11 @@ def _stage_env(ctx: Context) -> None:
 
 
 def _stage_data(ctx: Context) -> None:
-    from .data import load_dataset
+    from .data import DATASETS, load_dataset
 
-    ctx.dataset = load_dataset(ctx.dataset_name, quiet=False)
+    # The run's preset picks the dataset's size where the dataset has one (synthetic: smoke/laptop/gpu).
+    presets = DATASETS[ctx.dataset_name].presets if ctx.dataset_name in DATASETS else ()
+    ctx.dataset = load_dataset(ctx.dataset_name, ctx.preset if ctx.preset in presets else None, quiet=False)
     print(ctx.dataset.summary())
 
 
@@ -70,10 +72,36 @@ def _stage_popularity(ctx: Context) -> None:
     ctx.artifacts["item_counts"] = counts
 
 
+def _train_and_evaluate_tower(ctx: Context, tower: str) -> None:
+    from .config import load_config
+    from .retrieval import evaluate_two_tower
+    from .tracking import init_run
+
+    cfg = load_config("two_tower", preset=ctx.preset)
+    s05 = ctx.session(5)
+    run = init_run(f"pipeline-{ctx.dataset_name}-{tower}", config={"tower": tower, "dataset": ctx.dataset_name},
+                   group="pipeline")
+    checkpoint = runs_dir() / "pipeline" / f"{ctx.dataset_name}-{ctx.preset}-{ctx.impl}" / f"two-tower-{tower}.pt"
+    try:
+        model, result = s05.train_two_tower(ctx.dataset, tower, cfg, device=ctx.device, run=run,
+                                            checkpoint_path=checkpoint)
+    finally:
+        run.finish()
+    metrics = evaluate_two_tower(model, ctx.dataset, "test", max_len=cfg.train.max_len, ks=(10, 50), device=ctx.device)
+    note = (f"session 03-05; {result['steps']} steps, {result['seconds']:.0f} s, "
+            f"{result['examples_per_second']:,.0f} positions/s")
+    ctx.table.add(f"two-tower {tower}", metrics, note)
+    ctx.artifacts[f"two-tower {tower}"] = model
+
+
 STAGES: list[Stage] = [
     Stage("env", _stage_env, "environment report"),
     Stage("data", _stage_data, "load (and prepare) the dataset"),
     Stage("popularity", _stage_popularity, "popularity baseline (session 01)"),
+    Stage("two-tower-mean", lambda ctx: _train_and_evaluate_tower(ctx, "mean"),
+          "two-tower retrieval, mean-pool user tower (sessions 03-05)"),
+    Stage("two-tower-transformer", lambda ctx: _train_and_evaluate_tower(ctx, "transformer"),
+          "two-tower retrieval, causal Transformer user tower (sessions 03-05)"),
 ]
 
 
