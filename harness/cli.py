@@ -7,6 +7,7 @@
     hint NN [EXERCISE]          the hint of an exercise
     restore NN                  the pristine notebook of session NN (yours is kept in sessions/backup/)
     sync [--check]              (authors) regenerate sessions/ from solutions/
+    train                       train a two-tower retriever (works under torchrun: DDP)
     lab                         JupyterLab with .py notebooks opening as notebooks
 """
 from __future__ import annotations
@@ -115,6 +116,12 @@ def _cmd_lab(args) -> int:
     return launch_lab(args.extra)
 
 
+def _cmd_train(args) -> int:
+    from .train import main as train_main
+
+    return train_main(args.extra)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m harness", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -165,6 +172,10 @@ def build_parser() -> argparse.ArgumentParser:
     db.add_argument("--items", type=int, default=368_000)
     p.set_defaults(func=_cmd_data)
 
+    p = sub.add_parser("train", help="train a two-tower retriever (python -m harness.train --help for options)",
+                       add_help=False)
+    p.set_defaults(func=_cmd_train)
+
     p = sub.add_parser("lab", help="JupyterLab on the workbook, .py notebooks open as notebooks")
     p.add_argument("--setup-only", action="store_true", help="write the JupyterLab settings and exit")
     p.epilog = "Other arguments (--no-browser, --port 8890, ...) are passed to jupyter lab."
@@ -175,7 +186,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args, extra = parser.parse_known_args(argv)
-    if extra and args.command != "lab":
+    if extra and args.command not in ("lab", "train"):
         parser.error(f"unrecognized arguments: {' '.join(extra)}")
     args.extra = extra
     try:

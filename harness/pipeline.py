@@ -88,8 +88,8 @@ def _train_and_evaluate_tower(ctx: Context, tower: str) -> None:
     finally:
         run.finish()
     metrics = evaluate_two_tower(model, ctx.dataset, "test", max_len=cfg.train.max_len, ks=(10, 50), device=ctx.device)
-    note = (f"session 03-05; {result['steps']} steps, {result['seconds']:.0f} s, "
-            f"{result['examples_per_second']:,.0f} positions/s")
+    note = (f"sessions 03-05; {result['steps']} steps, {result['seconds']:.0f} s, "
+            f"{result['positions_per_second']:,.0f} positions/s")
     ctx.table.add(f"two-tower {tower}", metrics, note)
     ctx.artifacts[f"two-tower {tower}"] = model
 
@@ -122,16 +122,15 @@ def run_pipeline(dataset: str = "ml-100k", impl: str = "solutions", preset: str 
             raise ValueError(f"unknown stage(s) {', '.join(sorted(unknown))}; stages: {', '.join(s.name for s in STAGES)}")
     selected = [s for s in STAGES if not stages or s.name in stages or s.name == "data"]
     print(f"pipeline: dataset={dataset} impl={impl} preset={preset} device={ctx.device.type}")
-    timings = {}
+    timings, skipped = {}, []
     for stage in selected:
         print(f"\n== {stage.name}: {stage.description}")
         start = time.perf_counter()
         try:
             stage.run(ctx)
-        except NotImplementedError as err:
-            print(f"   skipped: {err}")
-        except NotebookError as err:
-            print(f"   skipped: {err}")
+        except (NotImplementedError, NotebookError) as err:
+            print(f"   stage skipped: {err}")
+            skipped.append(stage.name)
         timings[stage.name] = time.perf_counter() - start
         print(f"   ({timings[stage.name]:.1f} s)")
     print(f"\n== metrics: {dataset}, leave-last-out test split, full-catalog ranking, seen items excluded\n")
@@ -141,6 +140,6 @@ def run_pipeline(dataset: str = "ml-100k", impl: str = "solutions", preset: str 
     (out / "metrics.md").write_text(ctx.table.to_markdown() + "\n")
     (out / "metrics.json").write_text(json.dumps(
         {"dataset": dataset, "impl": impl, "preset": preset, "device": ctx.device.type,
-         "metrics": ctx.table.rows, "stage_seconds": timings}, indent=2))
+         "metrics": ctx.table.rows, "stage_seconds": timings, "skipped_stages": skipped}, indent=2))
     print(f"\n(table written to {display_path(out / 'metrics.md')})")
     return ctx.table

@@ -1,0 +1,78 @@
+from . import Mutant
+
+MUTANTS = [
+    # recall_at_k
+    Mutant("recall_at_k", "divides by k instead of the number of relevant items",
+           "return found.sum(dim=1).float() / real.sum(dim=1).float()",
+           "return found.sum(dim=1).float() / float(k)"),
+    Mutant("recall_at_k", "padding counted as relevant (denominator and matches)",
+           "    real = relevant != 0\n", "    real = relevant >= 0\n"),
+    Mutant("recall_at_k", "a padding 0 in the list hits a padding 0 in the relevant row",
+           "found = ((top[:, :, None] == relevant[:, None, :]) & real[:, None, :]).any(dim=1)",
+           "found = (top[:, :, None] == relevant[:, None, :]).any(dim=1)"),
+    Mutant("recall_at_k", "the whole list counts, not the first k",
+           "    top = topk[:, :k].to(relevant.device)\n", "    top = topk.to(relevant.device)\n"),
+    Mutant("recall_at_k", "hits counted per list entry (duplicates count twice)",
+           "return found.sum(dim=1).float() / real.sum(dim=1).float()",
+           "return ((top[:, :, None] == relevant[:, None, :]) & real[:, None, :]).sum(dim=(1, 2)).float() "
+           "/ real.sum(dim=1).float()"),
+    # mask_seen
+    Mutant("mask_seen", "seen items not excluded (padding column only)",
+           "    out.scatter_(1, seen.to(scores.device).long(), -math.inf)\n", ""),
+    Mutant("mask_seen", "padding column left in",
+           "    out[:, 0] = -math.inf\n    return out\n", "    return out\n"),
+    Mutant("mask_seen", "every user's history masked for everyone",
+           "    out.scatter_(1, seen.to(scores.device).long(), -math.inf)\n",
+           "    out[:, seen.flatten()] = -math.inf\n"),
+    Mutant("mask_seen", "writes into the caller's tensor",
+           "    out = scores.clone()\n    out.scatter_(", "    out = scores\n    out.scatter_("),
+    # maybe_to_gpu
+    Mutant("maybe_to_gpu", "moves to the GPU unconditionally (crashes without one)",
+           "    if not use_gpu:\n        return index\n    return faiss.index_cpu_to_gpu(",
+           "    return faiss.index_cpu_to_gpu("),
+    Mutant("maybe_to_gpu", "auto mode tests get_num_gpus() >= 0",
+           "        use_gpu = faiss_gpu_available()\n", "        use_gpu = faiss.get_num_gpus() >= 0\n"),
+    # build_flat_index
+    Mutant("build_flat_index", "L2 distance instead of inner product",
+           "    index = faiss.IndexFlatIP(vectors.shape[1])\n", "    index = faiss.IndexFlatL2(vectors.shape[1])\n"),
+    Mutant("build_flat_index", "padding row indexed (row i -> item i)",
+           "    vectors = faiss_array(item_emb[1:])\n    index = faiss.IndexFlatIP(",
+           "    vectors = faiss_array(item_emb)\n    index = faiss.IndexFlatIP("),
+    Mutant("build_flat_index", "tensor handed to FAISS without conversion",
+           "    vectors = faiss_array(item_emb[1:])\n    index = faiss.IndexFlatIP(",
+           "    vectors = item_emb[1:].numpy()\n    index = faiss.IndexFlatIP("),
+    # build_ivf_index
+    Mutant("build_ivf_index", "L2 metric (IndexIVFFlat's default)",
+           "index = faiss.IndexIVFFlat(quantizer, d, nlist, faiss.METRIC_INNER_PRODUCT)",
+           "index = faiss.IndexIVFFlat(quantizer, d, nlist)"),
+    Mutant("build_ivf_index", "nprobe left at 1", "    index.nprobe = nprobe\n", ""),
+    Mutant("build_ivf_index", "padding row trained on and indexed",
+           "    vectors = faiss_array(item_emb[1:])\n    d = vectors.shape[1]\n",
+           "    vectors = faiss_array(item_emb)\n    d = vectors.shape[1]\n"),
+    Mutant("build_ivf_index", "nlist ignored (a fixed 4 lists)",
+           "index = faiss.IndexIVFFlat(quantizer, d, nlist, faiss.METRIC_INNER_PRODUCT)",
+           "index = faiss.IndexIVFFlat(quantizer, d, 4, faiss.METRIC_INNER_PRODUCT)"),
+    # search_excluding_seen
+    Mutant("search_excluding_seen", "no over-fetch: fewer than k results after exclusion",
+           "_, labels = index.search(faiss_array(queries), k + n_seen)",
+           "_, labels = index.search(faiss_array(queries), k)"),
+    Mutant("search_excluding_seen", "off-by-one id mapping (label r taken as item r)",
+           "ids = torch.from_numpy(labels).long() + 1  #", "ids = torch.from_numpy(labels).long()  #"),
+    Mutant("search_excluding_seen", "seen items not dropped",
+           "    drop = sorted_seen.gather(1, where) == ids  #", "    drop = ids == 0  #"),
+    Mutant("search_excluding_seen", "dropped candidates replaced in place (padding in the middle of the list)",
+           "    return torch.where(drop, 0, ids).gather(1, order)[:, :k]\n",
+           "    return torch.where(drop, 0, ids)[:, :k]\n"),
+    # ann_recall
+    Mutant("ann_recall", "positional equality instead of membership",
+           "    return float(torch.nanmean(recall_at_k(approx, exact, k=exact.shape[1])))\n",
+           "    return float((approx == exact).float().mean())\n"),
+    Mutant("ann_recall", "micro-average: hits over all exact items",
+           "    return float(torch.nanmean(recall_at_k(approx, exact, k=exact.shape[1])))\n",
+           "    hits = ((approx[:, :, None] == exact[:, None, :]) & (exact[:, None, :] != 0)).any(dim=1)\n"
+           "    return float(hits.sum() / (exact != 0).sum())\n"),
+    Mutant("ann_recall", "divides by k, padding included",
+           "    return float(torch.nanmean(recall_at_k(approx, exact, k=exact.shape[1])))\n",
+           "    hits = ((approx[:, :, None] == exact[:, None, :]) & (exact[:, None, :] != 0)).any(dim=1)\n"
+           "    return float((hits.sum(dim=1) / exact.shape[1]).mean())\n"),
+]
