@@ -75,13 +75,14 @@ def _stage_popularity(ctx: Context) -> None:
 def _train_and_evaluate_tower(ctx: Context, tower: str) -> None:
     from .config import load_config
     from .retrieval import evaluate_two_tower
-    from .tracking import init_run
+    from .tracking import describe_run, init_run
 
     cfg = load_config("two_tower", preset=ctx.preset)
     s05 = ctx.session(5)
     run = init_run(f"pipeline-{ctx.dataset_name}-{tower}", config={"tower": tower, "dataset": ctx.dataset_name},
                    group="pipeline")
     checkpoint = runs_dir() / "pipeline" / f"{ctx.dataset_name}-{ctx.preset}-{ctx.impl}" / f"two-tower-{tower}.pt"
+    print(f"   {describe_run(run)}")
     try:
         model, result = s05.train_two_tower(ctx.dataset, tower, cfg, device=ctx.device, run=run,
                                             checkpoint_path=checkpoint)

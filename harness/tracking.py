@@ -7,6 +7,7 @@ Set ``WANDB_MODE=online`` after ``wandb login`` to see the dashboards live.
 from __future__ import annotations
 
 import os
+from pathlib import Path
 from typing import Any
 
 from .paths import runs_dir
@@ -29,5 +30,17 @@ def init_run(name: str | None = None, config: dict[str, Any] | None = None, *,
     mode = mode or wandb_mode()
     folder = runs_dir()
     folder.mkdir(parents=True, exist_ok=True)
+    kwargs.setdefault("settings", wandb.Settings(quiet=True))  # one line of ours instead of W&B's banner
     return wandb.init(project=project, name=name, config=config or {}, mode=mode, group=group,
                       dir=str(folder), reinit="finish_previous", **kwargs)
+
+
+def describe_run(run) -> str:
+    """Where a run's data went, in one line."""
+    if run is None or getattr(run, "disabled", False) or type(run).__name__ == "RunDisabled":
+        return "W&B disabled"
+    mode = wandb_mode()
+    where = Path(run.dir).parent if getattr(run, "dir", None) else runs_dir() / "wandb"
+    if mode == "offline":
+        return f"W&B offline run in {where} (upload later with `wandb sync {where}`)"
+    return f"W&B run {getattr(run, 'url', '')}"
