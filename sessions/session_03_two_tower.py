@@ -381,8 +381,10 @@ check("score_all_items")
 # ## Run it: shapes, sizes and a first look at the scores
 #
 # Build both models for the current dataset, push one batch of session 02 through them and
-# check every shape with the workbook's shape checker. Training is sessions 04 and 05; an
-# untrained model's scores are near zero for every item, as they should be.
+# check every shape with the workbook's shape checker. Training is sessions 04 and 05; until
+# then the scores carry no preference. Look at their range: every item embedding passes through
+# the same freshly initialised MLP, so all of them start out pointing in similar directions and
+# the scores bunch together. Training's job is to spread them apart.
 
 # %%
 import os
