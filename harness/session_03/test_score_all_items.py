@@ -1,5 +1,4 @@
 """Exercise 7: score_all_items (graded with reference towers)."""
-import math
 
 import pytest
 import torch

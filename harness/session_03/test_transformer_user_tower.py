@@ -4,7 +4,7 @@ import torch
 
 from harness.checks import expect, expect_close, expect_shape
 
-from .conftest import DIM, N_ITEMS, left_padded
+from .conftest import DIM, left_padded
 
 pytestmark = pytest.mark.exercise("TransformerUserTower")
 

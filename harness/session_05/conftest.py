@@ -47,6 +47,21 @@ def toy_setup(seed: int = 0, lr: float = 1e-2, dropout: float = 0.2):
     return model, optimizer, scheduler
 
 
+def trained_toy(steps: int = 2, seed: int = 0):
+    """Toy model, optimizer, scheduler and a CPU GradScaler after a few steps (every state non-trivial)."""
+    model, optimizer, scheduler = toy_setup(seed)
+    scaler = torch.amp.GradScaler("cpu", init_scale=2.0**7)
+    data = ToyData(4 * steps)
+    for i in range(steps):
+        batch = {"x": data.x[4 * i: 4 * i + 4], "y": data.y[4 * i: 4 * i + 4]}
+        optimizer.zero_grad()
+        scaler.scale(toy_loss(model, batch)).backward()
+        scaler.step(optimizer)
+        scaler.update()
+        scheduler.step()
+    return model, optimizer, scheduler, scaler
+
+
 def train_cfg(**overrides) -> SimpleNamespace:
     """The settings ``fit`` reads, small enough for a test."""
     base = dict(batch_size=4, epochs=3, max_steps=None, max_minutes=None, max_grad_norm=1.0, log_every=2,

@@ -7,23 +7,11 @@ import torch
 
 from harness.checks import expect, expect_equal
 
-from .conftest import ToyData, toy_loss, toy_setup
+from .conftest import toy_setup, trained_toy
 
 pytestmark = pytest.mark.exercise("load_checkpoint")
 
 
-def _trained(steps: int = 3, seed: int = 0):
-    model, optimizer, scheduler = toy_setup(seed)
-    scaler = torch.amp.GradScaler("cpu", init_scale=2.0**7)
-    data = ToyData(12)
-    for i in range(steps):
-        batch = {"x": data.x[4 * i: 4 * i + 4], "y": data.y[4 * i: 4 * i + 4]}
-        optimizer.zero_grad()
-        scaler.scale(toy_loss(model, batch)).backward()
-        scaler.step(optimizer)
-        scaler.update()
-        scheduler.step()
-    return model, optimizer, scheduler, scaler
 
 
 def _draws() -> tuple:
@@ -31,7 +19,7 @@ def _draws() -> tuple:
 
 
 def test_restores_everything(nb, reference, tmp_path):
-    model, optimizer, scheduler, scaler = _trained()
+    model, optimizer, scheduler, scaler = trained_toy(3)
     path = tmp_path / "last.pt"
     reference.save_checkpoint(path, model=model, optimizer=optimizer, scheduler=scheduler, scaler=scaler, step=3,
                               epoch=1, extra={"batches_done": 2})
@@ -74,7 +62,7 @@ def test_restores_everything(nb, reference, tmp_path):
 
 
 def test_model_only(nb, reference, tmp_path):
-    model, optimizer, scheduler, scaler = _trained()
+    model, optimizer, scheduler, scaler = trained_toy(3)
     path = tmp_path / "last.pt"
     reference.save_checkpoint(path, model=model, optimizer=optimizer, scheduler=scheduler, scaler=scaler, step=3, epoch=0)
     fresh, _, _ = toy_setup(seed=5)
@@ -110,7 +98,7 @@ def test_missing_file_says_what_to_do(nb, tmp_path):
 
 @pytest.mark.parametrize("damage", ["truncated", "garbage"])
 def test_corrupt_file_gives_a_clear_error(nb, reference, tmp_path, damage):
-    model, optimizer, scheduler, scaler = _trained()
+    model, optimizer, scheduler, scaler = trained_toy(3)
     path = tmp_path / "last.pt"
     reference.save_checkpoint(path, model=model, optimizer=optimizer, scheduler=scheduler, scaler=scaler, step=3, epoch=0)
     data = path.read_bytes()

@@ -9,24 +9,11 @@ import torch
 
 from harness.checks import expect, expect_equal
 
-from .conftest import ToyData, toy_loss, toy_setup
+from .conftest import toy_setup, trained_toy
 
 pytestmark = pytest.mark.exercise("save_checkpoint")
 
 
-def _trained(steps: int = 2):
-    """Toy model, optimizer, scheduler and a CPU GradScaler after a few steps (so every state is non-trivial)."""
-    model, optimizer, scheduler = toy_setup()
-    scaler = torch.amp.GradScaler("cpu", init_scale=2.0**7)
-    data = ToyData(8)
-    for i in range(steps):
-        batch = {"x": data.x[4 * i: 4 * i + 4], "y": data.y[4 * i: 4 * i + 4]}
-        optimizer.zero_grad()
-        scaler.scale(toy_loss(model, batch)).backward()
-        scaler.step(optimizer)
-        scaler.update()
-        scheduler.step()
-    return model, optimizer, scheduler, scaler
 
 
 def _read(path: Path) -> dict:
@@ -38,7 +25,7 @@ def _files(folder: Path) -> list[str]:
 
 
 def test_contents(nb, tmp_path):
-    model, optimizer, scheduler, scaler = _trained()
+    model, optimizer, scheduler, scaler = trained_toy(2)
     path = tmp_path / "last.pt"
     torch.manual_seed(7)
     random.seed(7)
@@ -91,7 +78,7 @@ def test_optional_states_are_none(nb, tmp_path):
 
 
 def test_previous_checkpoint_survives_a_failed_save(nb, tmp_path, monkeypatch):
-    model, optimizer, scheduler, scaler = _trained()
+    model, optimizer, scheduler, scaler = trained_toy(2)
     path = tmp_path / "last.pt"
     nb.save_checkpoint(path, model=model, optimizer=optimizer, scheduler=scheduler, scaler=scaler, step=1, epoch=0)
     real_save = torch.save
@@ -128,7 +115,7 @@ def test_previous_checkpoint_survives_a_failed_save(nb, tmp_path, monkeypatch):
 
 
 def test_unpicklable_extra_leaves_previous_checkpoint(nb, tmp_path):
-    model, optimizer, scheduler, scaler = _trained()
+    model, optimizer, scheduler, scaler = trained_toy(2)
     path = tmp_path / "last.pt"
     nb.save_checkpoint(path, model=model, optimizer=optimizer, scheduler=scheduler, scaler=scaler, step=1, epoch=0)
     with pytest.raises(Exception):
@@ -145,7 +132,7 @@ def test_unpicklable_extra_leaves_previous_checkpoint(nb, tmp_path):
 
 
 def test_renames_a_temporary_file_from_the_same_folder(nb, tmp_path, monkeypatch):
-    model, optimizer, scheduler, scaler = _trained()
+    model, optimizer, scheduler, scaler = trained_toy(2)
     path = tmp_path / "ckpts" / "last.pt"
     moves = []
     real_replace, real_rename = os.replace, os.rename
