@@ -7,11 +7,11 @@ uses) and ``tests/test_notebook.py`` checks it agrees with ``jupytext.read``.
 """
 from __future__ import annotations
 
+import json
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from jupytext.cell_metadata import text_to_metadata
 
 _HEADER = re.compile(r"^# %%(?:\s+(?P<rest>.*))?$")
 
@@ -36,10 +36,41 @@ class Cell:
         return self.cell_type == "code" and EXPORT_TAG in self.tags
 
 
+_KEY = re.compile(r"(?:^|\s)([A-Za-z_][\w.-]*)=")
+
+
+def _text_to_metadata(text: str) -> tuple[str, dict]:
+    """Title and ``key=<json>`` pairs of a header; jupytext's own parser only for what this cannot read.
+
+    Importing jupytext costs more than a second (nbformat, jsonschema), and loading a notebook
+    should not: the autograder loads one per test session.
+    """
+    decoder = json.JSONDecoder()
+    match = _KEY.search(text)
+    title = text[: match.start()].strip() if match else text.strip()
+    metadata, position = {}, match.start() if match else len(text)
+    while position < len(text):
+        match = _KEY.match(text, position)
+        if match is None:
+            if text[position:].strip():
+                break
+            return title, metadata
+        try:
+            value, end = decoder.raw_decode(text, match.end())
+        except ValueError:
+            break
+        metadata[match.group(1)] = value
+        position = end
+    else:
+        return title, metadata
+    
+    return text_to_metadata(text, allow_title=True)
+
+
 def _parse_header(rest: str | None) -> tuple[str, dict]:
     if not rest:
         return "code", {}
-    title, metadata = text_to_metadata(rest.strip(), allow_title=True)
+    title, metadata = _text_to_metadata(rest.strip())
     cell_type = "code"
     for kind in ("markdown", "md", "raw"):
         if f"[{kind}]" in title:

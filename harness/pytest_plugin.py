@@ -55,6 +55,8 @@ def pytest_configure(config):
     os.environ.setdefault("MPLBACKEND", "Agg")
     os.environ.setdefault("TORCHINDUCTOR_CACHE_DIR", str(runs_dir() / "inductor-cache"))
     config.stash[VERDICTS_KEY] = {}
+    if not config.pluginmanager.has_plugin("harness-explained-failures"):
+        config.pluginmanager.register(_ExplainedFailures(), "harness-explained-failures")
 
 
 def pytest_report_header(config):
@@ -123,8 +125,37 @@ def pytest_runtest_call(item):
         signal.signal(signal.SIGALRM, previous)
 
 
+VERDICT_ATTR = "_harness_verdict"
+
+
+class _ExplainedFailures:
+    """A failure we can explain gets our one message as its report.
+
+    Building the report ourselves also skips pytest's own traceback rendering, which reads and
+    parses the source of every frame and would cost seconds over a run of stubs. (A class, so
+    that this ``tryfirst`` implementation and the recording wrapper below can share a hook name.)
+    """
+
+    @pytest.hookimpl(tryfirst=True)
+    def pytest_runtest_makereport(self, item, call):
+        session = session_of_path(item.path)
+        excinfo = call.excinfo
+        if session is None or excinfo is None or excinfo.errisinstance((pytest.skip.Exception, KeyboardInterrupt)):
+            return None
+        marker = item.get_closest_marker("exercise")
+        verdict = explain(excinfo.value, session, marker.args[0] if marker else None, display_path(item.path))
+        if verdict.message is None:
+            return None  # an error in the test or the harness itself: pytest's full traceback helps there
+        setattr(item, VERDICT_ATTR, verdict)
+        sections = [(f"Captured {key} {call.when}", content) for (when, key, content) in item._report_sections
+                    if when == call.when]
+        return pytest.TestReport(item.nodeid, item.location, {k: 1 for k in item.keywords}, "failed",
+                                 verdict.message, call.when, sections, call.duration, call.start, call.stop,
+                                 user_properties=item.user_properties)
+
+
 @pytest.hookimpl(wrapper=True)
-def pytest_runtest_makereport(item, call):
+def pytest_runtest_makereport(item, call):  # records every verdict, explained or not
     report = yield
     session = session_of_path(item.path)
     if session is None:
@@ -137,12 +168,9 @@ def pytest_runtest_makereport(item, call):
     elif report.skipped:
         verdict = Verdict("skip", str(report.longrepr[-1]) if isinstance(report.longrepr, tuple) else "")
     elif report.failed and call.excinfo is not None:
-        where = display_path(item.path)
-        verdict = explain(call.excinfo.value, session, exercise, where)
-        if verdict.message is not None:
-            report.longrepr = verdict.message
-        else:
-            verdict = Verdict("fail", call.excinfo.exconly()[:300])
+        verdict = getattr(item, VERDICT_ATTR, None) or Verdict("fail", call.excinfo.exconly()[:300])
+    if hasattr(item, VERDICT_ATTR):
+        delattr(item, VERDICT_ATTR)
     if verdict is not None:
         item.config.stash[VERDICTS_KEY][item.nodeid] = {
             "session": session.number, "exercise": exercise, "kind": verdict.kind,
