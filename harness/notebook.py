@@ -63,7 +63,8 @@ def _text_to_metadata(text: str) -> tuple[str, dict]:
         position = end
     else:
         return title, metadata
-    
+    from jupytext.cell_metadata import text_to_metadata
+
     return text_to_metadata(text, allow_title=True)
 
 

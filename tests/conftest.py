@@ -51,3 +51,14 @@ def grade(tmp_path, restore_env, capsys):
         return GraderRun(int(code), verdicts, out)
 
     return run
+
+
+@pytest.fixture
+def no_network(monkeypatch):
+    """Any attempt to download fails the test: files placed in data/raw/ must be used as they are."""
+    from harness.data import download as dl
+
+    def refuse(url, dest, **kwargs):
+        raise AssertionError(f"tried to download {url}")
+
+    monkeypatch.setattr(dl, "download", refuse)

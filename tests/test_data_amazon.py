@@ -9,7 +9,6 @@ import numpy as np
 import pandas as pd
 import pytest
 
-import harness.data.download as dl
 from harness.data import load_dataset, prepare
 from harness.data.amazon import (item_text, parse_price, read_amazon_5core, read_amazon_meta, read_amazon_raw,
                                  user_sample_mask, write_meta_jsonl_gz, write_ratings_csv_gz,
@@ -215,14 +214,6 @@ def test_truncated_files_raise_a_clear_error(files, tmp_path):
     cut_csv.write_bytes(ratings_path.read_bytes()[:300])
     with pytest.raises(CorruptFileError, match="truncated"):
         read_amazon_5core(cut_csv, meta_path)
-
-
-@pytest.fixture
-def no_network(monkeypatch):
-    def refuse(url, dest, **kwargs):
-        raise AssertionError(f"tried to download {url}")
-
-    monkeypatch.setattr(dl, "download", refuse)
 
 
 def test_registry_end_to_end_without_download(files, tmp_path, monkeypatch, no_network):

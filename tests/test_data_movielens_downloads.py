@@ -6,7 +6,6 @@ import zipfile
 import pandas as pd
 import pytest
 
-import harness.data.download as dl
 from harness.data import load_dataset, prepare
 from harness.data.movielens import read_ml1m_zip, read_ml20m_zip, write_ml1m_zip, write_ml20m_zip
 from harness.data.preprocess import PrepConfig, preprocess
@@ -129,14 +128,6 @@ def test_not_a_movielens_zip_says_so(tmp_path):
         archive.writestr("something/else.txt", "hello")
     with pytest.raises(FileNotFoundError, match="ml-1m/ratings.dat"):
         read_ml1m_zip(path)
-
-
-@pytest.fixture
-def no_network(monkeypatch):
-    def refuse(url, dest, **kwargs):
-        raise AssertionError(f"tried to download {url}")
-
-    monkeypatch.setattr(dl, "download", refuse)
 
 
 def test_registry_end_to_end_ml1m(ml1m_zip, tmp_path, monkeypatch, no_network):

@@ -137,3 +137,14 @@ def test_module_is_importable_and_picklable(tree):
     import importlib
 
     assert importlib.import_module("harness.notebooks.sessions.session_09_toy") is module
+
+
+@pytest.mark.parametrize("header", ['tags=["export"]', '[markdown] tags=["a", "b"]', "A title", "[markdown]",
+                                    'tags=["export"] exercise="x y"', 'slideshow={"slide_type": "slide"}',
+                                    "[markdown] odd=metadata that is not json"])
+def test_header_metadata_like_jupytext(header):
+    from jupytext.cell_metadata import text_to_metadata
+
+    from harness.notebook import _text_to_metadata
+
+    assert _text_to_metadata(header) == text_to_metadata(header, allow_title=True)

@@ -108,15 +108,19 @@ def read_amazon_5core(ratings_csv_gz: Path, meta_jsonl_gz: Path, sample_fraction
         "ratings csv")
     if sample_fraction is not None:
         table = table.filter(_sample_rows(table.column("user_id"), sample_fraction))
+    return _with_metadata(table, meta_jsonl_gz, malformed,
+                          {"format": "Amazon Reviews 2023, 5-core rating_only CSV + metadata JSONL",
+                           "ratings": str(ratings_csv_gz), "meta": str(meta_jsonl_gz),
+                           "sample_fraction": sample_fraction})
+
+
+def _with_metadata(table: pa.Table, meta_jsonl_gz: Path, malformed: Counter, source: dict) -> RawData:
+    """RawData from the interaction table plus the metadata of the items it mentions."""
     interactions = _interaction_frame(table)
     wanted = set(pc.unique(table.column("parent_asin")).to_pylist())
-    del table
     items, bad = read_amazon_meta(meta_jsonl_gz, wanted)
     malformed.update(bad)
-    return RawData(interactions, items, None, malformed,
-                   {"format": "Amazon Reviews 2023, 5-core rating_only CSV + metadata JSONL",
-                    "ratings": str(ratings_csv_gz), "meta": str(meta_jsonl_gz), "sample_fraction": sample_fraction},
-                   timestamp_unit="ms")
+    return RawData(interactions, items, None, malformed, source, timestamp_unit="ms")
 
 
 def _interaction_frame(table: pa.Table) -> pd.DataFrame:
@@ -152,15 +156,11 @@ def read_amazon_raw(reviews_jsonl_gz: Path, meta_jsonl_gz: Path, sample_fraction
             rows = ([], [], [], [])
     chunks.append(_review_chunk(rows, sample_fraction))
     table = pa.concat_tables(chunks)
-    interactions = _interaction_frame(table)
-    wanted = set(pc.unique(table.column("parent_asin")).to_pylist())
-    del table, chunks
-    items, bad = read_amazon_meta(meta_jsonl_gz, wanted)
-    malformed.update(bad)
-    return RawData(interactions, items, None, malformed,
-                   {"format": "Amazon Reviews 2023, raw review JSONL + metadata JSONL",
-                    "reviews": str(reviews_jsonl_gz), "meta": str(meta_jsonl_gz), "sample_fraction": sample_fraction},
-                   timestamp_unit="ms")
+    del chunks
+    return _with_metadata(table, meta_jsonl_gz, malformed,
+                          {"format": "Amazon Reviews 2023, raw review JSONL + metadata JSONL",
+                           "reviews": str(reviews_jsonl_gz), "meta": str(meta_jsonl_gz),
+                           "sample_fraction": sample_fraction})
 
 
 def jsonl_lines(path: Path) -> Iterator[str]:
