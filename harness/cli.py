@@ -26,7 +26,7 @@ def _cmd_env(args) -> int:
 
 
 def _cmd_sync(args) -> int:
-    from . import stubs
+    from .autograder import stubs
 
     if args.check:
         problems = stubs.check()
@@ -51,7 +51,7 @@ def _cmd_sync(args) -> int:
 
 def _cmd_restore(args) -> int:
     from .paths import display_path
-    from .stubs import restore
+    from .autograder.stubs import restore
 
     target, kept = restore(args.session)
     print(f"restored {display_path(target)} to its pristine state")
@@ -61,7 +61,7 @@ def _cmd_restore(args) -> int:
 
 
 def _cmd_hint(args) -> int:
-    from .exercises import get_session
+    from .autograder.exercises import get_session
 
     session = get_session(args.session)
     chosen = [session.exercise(args.exercise)] if args.exercise else list(session.exercises)
@@ -74,7 +74,7 @@ def _cmd_hint(args) -> int:
 
 
 def _cmd_progress(args) -> int:
-    from .progress import collect, render
+    from .autograder.progress import collect, render
 
     chosen = [int(s) for s in args.sessions] if args.sessions else None
     print(render(collect(args.impl, chosen), args.impl, chosen))
@@ -107,7 +107,7 @@ def _cmd_data(args) -> int:
 
 
 def _cmd_lab(args) -> int:
-    from .lab import configure_lab, launch_lab
+    from .autograder.lab import configure_lab, launch_lab
 
     configure_lab()
     if args.setup_only:
@@ -116,7 +116,7 @@ def _cmd_lab(args) -> int:
 
 
 def _cmd_train(args) -> int:
-    from .train import main as train_main
+    from .pipeline.train import main as train_main
 
     return train_main(args.extra)
 
@@ -171,7 +171,7 @@ def build_parser() -> argparse.ArgumentParser:
     db.add_argument("--items", type=int, default=368_000)
     p.set_defaults(func=_cmd_data)
 
-    p = sub.add_parser("train", help="train a two-tower retriever (python -m harness.train --help for options)",
+    p = sub.add_parser("train", help="train a two-tower retriever (python -m harness train --help for its options)",
                        add_help=False)
     p.set_defaults(func=_cmd_train)
 

@@ -83,7 +83,7 @@ import torch
 # %%
 # Not exported: notebook-only set-up. `check(...)` runs the autograder's tests of one
 # exercise against the functions defined in this notebook.
-from harness.inline import Checker
+from harness import Checker
 
 check = Checker(session=1, namespace=globals())
 

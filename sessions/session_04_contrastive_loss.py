@@ -41,7 +41,7 @@ import torch.nn.functional as F
 from torch import nn
 
 # %%
-from harness.inline import Checker
+from harness import Checker
 
 check = Checker(session=4, namespace=globals())
 
@@ -230,7 +230,7 @@ from torch.utils.data import DataLoader
 from harness import upstream
 from harness.config import load_config
 from harness.data import load_dataset
-from harness.retrieval import evaluate_two_tower, windowed_examples
+from harness.pipeline.retrieval import evaluate_two_tower, windowed_examples
 
 s02, s03 = upstream(2), upstream(3)
 DATASET = os.environ.get("WORKBOOK_DATASET", "ml-100k")

@@ -33,7 +33,7 @@
 #
 # The workbook provides W&B set up to work with no account (`harness.tracking.init_run`, offline
 # by default), the config schema (`harness/configs/two_tower.yaml`), `train_two_tower` (which
-# wires sessions 02–04 into your loop) and `python -m harness.train`, the same loop under
+# wires sessions 02–04 into your loop) and `python -m harness train`, the same loop under
 # `torchrun`.
 #
 # **Before:** [readings/session_05.md](../readings/session_05.md): the PyTorch AMP recipe,
@@ -58,13 +58,13 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader
 from torch.utils.data.distributed import DistributedSampler
 
-from harness.loader import upstream
+from harness.autograder.loader import upstream
 from harness.env import amp_dtype as default_amp_dtype
 from harness.env import needs_grad_scaler, pick_device
 from harness.seeding import seed_everything
 
 # %%
-from harness.inline import Checker
+from harness import Checker
 
 check = Checker(session=5, namespace=globals())
 
@@ -446,9 +446,9 @@ check("fit")
 # ## 5. The two-tower model in the loop (provided)
 #
 # `train_two_tower` wires the earlier sessions into `fit`: session 03's towers, session 02's
-# dataset and collate function (through `harness.retrieval.windowed_examples`, every training
+# dataset and collate function (through `harness.pipeline.retrieval.windowed_examples`, every training
 # position used once per epoch), session 04's logQ-corrected contrastive loss and AdamW groups,
-# your schedule, and validation HR@10 / NDCG@10 as the eval callback. `python -m harness.train`
+# your schedule, and validation HR@10 / NDCG@10 as the eval callback. `python -m harness train`
 # and session 06 call it, on your notebook or on the reference.
 
 # %% tags=["export"]
@@ -479,7 +479,7 @@ def two_tower_training(dataset, tower: str, cfg: SimpleNamespace, device: torch.
     Returns a namespace with ``model``, ``examples``, ``collate_fn``, ``loss_fn``, ``optimizer``,
     ``scheduler``, ``amp_dtype``, ``total_steps`` and ``eval_fn`` (valid HR@10 / NDCG@10).
     """
-    from harness.retrieval import evaluate_two_tower, windowed_examples
+    from harness.pipeline.retrieval import evaluate_two_tower, windowed_examples
 
     device, t = torch.device(device), cfg.train
     seed_everything(t.seed)
@@ -712,8 +712,8 @@ for tower in ("mean", "transformer"):
 # on a machine with N GPUs, `--nproc_per_node N` uses them all:
 #
 # ```bash
-# torchrun --standalone --nproc_per_node 2 -m harness.train --dataset synthetic --preset smoke --tower mean --out runs/ddp
-# HARNESS_IMPL=sessions torchrun ... -m harness.train ...   # your notebook's loop instead of the reference
+# torchrun --standalone --nproc_per_node 2 -m harness train --dataset synthetic --preset smoke --tower mean --out runs/ddp
+# HARNESS_IMPL=sessions torchrun ... -m harness train ...   # your notebook's loop instead of the reference
 # ```
 #
 # Each rank writes `result-rank<r>.json` with its parameter checksum: they must be equal.

@@ -55,7 +55,7 @@ import numpy as np
 import torch
 
 # %%
-from harness.inline import Checker
+from harness import Checker
 
 check = Checker(session=6, namespace=globals())
 
@@ -492,7 +492,7 @@ from harness.config import load_config
 from harness.data import load_dataset
 from harness.evaluation import MetricsTable, evaluate_topk
 from harness.plots import metric_bars
-from harness.retrieval import evaluate_two_tower, history_batch
+from harness.pipeline.retrieval import evaluate_two_tower, history_batch
 
 DATASET = os.environ.get("WORKBOOK_DATASET", "ml-100k")
 cfg = load_config("two_tower")

@@ -39,7 +39,7 @@ import torch
 from torch.utils.data import Dataset
 
 # %%
-from harness.inline import Checker
+from harness import Checker
 
 check = Checker(session=2, namespace=globals())
 

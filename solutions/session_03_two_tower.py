@@ -53,7 +53,7 @@ import torch.nn.functional as F
 from torch import nn
 
 # %%
-from harness.inline import Checker
+from harness import Checker
 
 check = Checker(session=3, namespace=globals())
 
@@ -454,10 +454,10 @@ check("score_all_items")
 import os
 
 from harness import upstream
-from harness.checks import expect_shape
+from harness.autograder.checks import expect_shape
 from harness.config import load_config
 from harness.data import load_dataset
-from harness.retrieval import history_batch
+from harness.pipeline.retrieval import history_batch
 
 s02 = upstream(2)
 DATASET = os.environ.get("WORKBOOK_DATASET", "ml-100k")

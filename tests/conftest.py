@@ -35,7 +35,7 @@ def grade(tmp_path, restore_env, capsys):
     """grade(sessions_dir, [test paths], *extra args) -> GraderRun, run in this process."""
 
     def run(sessions_dir: Path | None, paths: list[str], *extra: str) -> GraderRun:
-        from harness.loader import clear_cache
+        from harness.autograder.loader import clear_cache
 
         if sessions_dir is not None:
             os.environ["HARNESS_SESSIONS_DIR"] = str(sessions_dir)

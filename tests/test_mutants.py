@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import pytest
 
-from harness.exercises import get_session
+from harness.autograder.exercises import get_session
 from harness.paths import tree_dir
 
 from .mutants import all_mutants
@@ -25,7 +25,7 @@ def test_mutant_is_caught(session, mutant, tmp_path, grade):
 
 
 def test_every_exercise_has_a_mutant():
-    from harness.exercises import all_sessions
+    from harness.autograder.exercises import all_sessions
 
     covered = {(s, m.exercise) for s, m in MUTANTS}
     missing = [f"session {s.number:02d} `{e.name}`" for s in all_sessions() for e in s.exercises

@@ -8,8 +8,8 @@ from pathlib import Path
 import jupytext
 import pytest
 
-from harness.loader import NotebookError, clear_cache, load_session, notebook_path, upstream
-from harness.notebook import export_source, read_cells
+from harness.autograder.loader import NotebookError, clear_cache, load_session, notebook_path, upstream
+from harness.autograder.notebook import export_source, read_cells
 from harness.paths import tree_dir
 
 NOTEBOOK = '''# ---
@@ -145,6 +145,6 @@ def test_module_is_importable_and_picklable(tree):
 def test_header_metadata_like_jupytext(header):
     from jupytext.cell_metadata import text_to_metadata
 
-    from harness.notebook import _text_to_metadata
+    from harness.autograder.notebook import _text_to_metadata
 
     assert _text_to_metadata(header) == text_to_metadata(header, allow_title=True)

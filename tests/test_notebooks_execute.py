@@ -6,8 +6,8 @@ from __future__ import annotations
 
 import pytest
 
-from harness import stubs
-from harness.execute import execute_notebook
+from harness.autograder import stubs
+from harness.autograder.execute import execute_notebook
 from harness.paths import runs_dir
 
 NOTEBOOKS = stubs.solution_notebooks()

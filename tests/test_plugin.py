@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import pytest
 
-from harness.exercises import get_session
+from harness.autograder.exercises import get_session
 from harness.paths import tree_dir
 
 S01 = get_session(1)
@@ -57,7 +57,7 @@ def test_infinite_loop_times_out_with_a_message(tmp_path, grade):
         return text.replace("    items = counts[1:].double()\n", "    while True:\n        pass\n")
 
     tree = _tree(tmp_path, edit, "solutions")
-    import harness.pytest_plugin as plugin
+    import harness.autograder.plugin as plugin
 
     old = plugin.DEFAULT_TIME_LIMIT
     plugin.DEFAULT_TIME_LIMIT = 1.0
@@ -85,7 +85,7 @@ def test_exercise_summary_is_printed(tmp_path, grade):
 
 
 def test_unmarked_test_in_a_session_folder_is_rejected(tmp_path, grade, monkeypatch):
-    import harness.pytest_plugin as plugin
+    import harness.autograder.plugin as plugin
 
     class Item:
         nodeid = "harness/session_01/test_x.py::test_y"

@@ -1,8 +1,8 @@
 """CI's promise: the generated stubs fail every exercise test as "not implemented", and nothing else."""
 from __future__ import annotations
 
-from harness import stubs
-from harness.exercises import all_sessions
+from harness.autograder import stubs
+from harness.autograder.exercises import all_sessions
 
 
 def test_every_exercise_test_fails_as_not_implemented(tmp_path, grade):

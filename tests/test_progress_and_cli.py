@@ -5,8 +5,8 @@ import json
 import subprocess
 import sys
 
-from harness import stubs
-from harness.exercises import get_session
+from harness.autograder import stubs
+from harness.autograder.exercises import get_session
 from harness.paths import repo_root, tree_dir
 
 
@@ -23,7 +23,7 @@ def test_progress_table(tmp_path, monkeypatch, restore_env):
     assert wrong != solved != stub
     (tmp_path / session.notebook).write_text(wrong)
     monkeypatch.setenv("HARNESS_SESSIONS_DIR", str(tmp_path))
-    from harness.progress import collect, render
+    from harness.autograder.progress import collect, render
 
     table = render(collect("sessions", [1]), sessions=[1])
     lines = {l.split(".")[1].split()[0]: l for l in table.splitlines() if l.strip() and l.strip()[0] in "✓✗·"}

@@ -7,8 +7,8 @@ import shutil
 
 import pytest
 
-from harness import stubs
-from harness.exercises import all_sessions
+from harness.autograder import stubs
+from harness.autograder.exercises import all_sessions
 from harness.paths import tree_dir
 
 
@@ -96,6 +96,6 @@ def test_restore_keeps_the_learners_file(sessions_copy):
     assert kept.read_text() == mine and kept.parent.name == "backup"
     assert stubs.check() == []
     # The backup is not mistaken for the session's notebook.
-    from harness.loader import notebook_path
+    from harness.autograder.loader import notebook_path
 
     assert notebook_path(1, "sessions") == path

@@ -1,5 +1,5 @@
 """Session 01 — orientation and the system map: the exercise manifest (tests sit beside it)."""
-from harness.exercises import Exercise, Session
+from harness.autograder.exercises import Exercise, Session
 
 SESSION = Session(
     number=1,

@@ -2,7 +2,7 @@
 import pandas as pd
 import pytest
 
-from harness.checks import expect, expect_close, expect_equal
+from harness.autograder.checks import expect, expect_close, expect_equal
 
 pytestmark = pytest.mark.exercise("interaction_stats")
 

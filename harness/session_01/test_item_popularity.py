@@ -4,7 +4,7 @@ import time
 import pytest
 import torch
 
-from harness.checks import expect, expect_dtype, expect_equal, expect_shape
+from harness.autograder.checks import expect, expect_dtype, expect_equal, expect_shape
 
 pytestmark = pytest.mark.exercise("item_popularity")
 

@@ -1,5 +1,5 @@
 """Session 02 — the data pipeline: the exercise manifest (tests sit beside it)."""
-from harness.exercises import Exercise, Session
+from harness.autograder.exercises import Exercise, Session
 
 SESSION = Session(
     number=2,

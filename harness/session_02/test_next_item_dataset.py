@@ -7,7 +7,7 @@ import pytest
 import torch
 from torch.utils.data import DataLoader
 
-from harness.checks import expect, expect_dtype, expect_equal
+from harness.autograder.checks import expect, expect_dtype, expect_equal
 
 pytestmark = pytest.mark.exercise("NextItemDataset")
 

@@ -1,5 +1,5 @@
 """Session 03 — the two-tower model: the exercise manifest (tests sit beside it)."""
-from harness.exercises import Exercise, Session
+from harness.autograder.exercises import Exercise, Session
 
 SESSION = Session(
     number=3,

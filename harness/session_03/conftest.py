@@ -2,7 +2,7 @@
 import pytest
 import torch
 
-from harness.loader import load_session
+from harness.autograder.loader import load_session
 
 N_ITEMS, N_CATEGORIES, DIM = 40, 5, 16
 

@@ -4,7 +4,7 @@ import math
 import pytest
 import torch
 
-from harness.checks import expect_close, expect_shape
+from harness.autograder.checks import expect_close, expect_shape
 
 pytestmark = pytest.mark.exercise("apply_rope")
 

@@ -2,7 +2,7 @@
 import pytest
 import torch
 
-from harness.checks import expect, expect_close, expect_shape
+from harness.autograder.checks import expect, expect_close, expect_shape
 
 from .conftest import DIM, N_CATEGORIES, N_ITEMS, categories
 

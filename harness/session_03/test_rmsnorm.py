@@ -2,7 +2,7 @@
 import pytest
 import torch
 
-from harness.checks import expect, expect_close
+from harness.autograder.checks import expect, expect_close
 
 pytestmark = pytest.mark.exercise("RMSNorm")
 

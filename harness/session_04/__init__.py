@@ -1,5 +1,5 @@
 """Session 04 — contrastive loss and the training step: the exercise manifest (tests sit beside it)."""
-from harness.exercises import Exercise, Session
+from harness.autograder.exercises import Exercise, Session
 
 SESSION = Session(
     number=4,

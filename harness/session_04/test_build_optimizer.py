@@ -2,7 +2,7 @@
 import pytest
 import torch
 
-from harness.checks import expect
+from harness.autograder.checks import expect
 
 pytestmark = pytest.mark.exercise("build_optimizer")
 

@@ -2,7 +2,7 @@
 import pytest
 import torch
 
-from harness.checks import expect, expect_close, expect_equal
+from harness.autograder.checks import expect, expect_close, expect_equal
 
 pytestmark = pytest.mark.exercise("contrastive_batch_loss")
 

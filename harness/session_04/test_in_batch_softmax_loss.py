@@ -5,7 +5,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from harness.checks import expect, expect_close
+from harness.autograder.checks import expect, expect_close
 
 pytestmark = pytest.mark.exercise("in_batch_softmax_loss")
 

@@ -4,7 +4,7 @@ import math
 import pytest
 import torch
 
-from harness.checks import expect, expect_close, expect_dtype, expect_shape
+from harness.autograder.checks import expect, expect_close, expect_dtype, expect_shape
 
 pytestmark = pytest.mark.exercise("item_log_q")
 

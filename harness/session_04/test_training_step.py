@@ -3,7 +3,7 @@ import pytest
 import torch
 from torch.utils.data import DataLoader
 
-from harness.checks import expect, expect_close
+from harness.autograder.checks import expect, expect_close
 
 pytestmark = pytest.mark.exercise("training_step")
 
@@ -32,7 +32,7 @@ def test_gradients_do_not_accumulate(nb, model, batch):
 
 
 def load_reference_loss(model, batch):
-    from harness.loader import load_session
+    from harness.autograder.loader import load_session
 
     return load_session(4, "solutions").contrastive_batch_loss(model, batch, 0.1)
 
@@ -43,7 +43,7 @@ def test_loss_falls_on_planted_data(nb, tmp_path, monkeypatch):
     from harness import upstream
     from harness.data import load_dataset
     from harness.evaluation import evaluate_scores
-    from harness.retrieval import evaluate_two_tower, windowed_examples
+    from harness.pipeline.retrieval import evaluate_two_tower, windowed_examples
 
     reference = load_session_4()
     ds = load_dataset("synthetic", "smoke")
@@ -70,6 +70,6 @@ def test_loss_falls_on_planted_data(nb, tmp_path, monkeypatch):
 
 
 def load_session_4():
-    from harness.loader import load_session
+    from harness.autograder.loader import load_session
 
     return load_session(4, "solutions")

@@ -1,5 +1,5 @@
 """Session 05 — the training loop: the exercise manifest (tests sit beside it)."""
-from harness.exercises import Exercise, Session
+from harness.autograder.exercises import Exercise, Session
 
 SESSION = Session(
     number=5,

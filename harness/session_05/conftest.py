@@ -8,7 +8,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from harness.loader import load_session
+from harness.autograder.loader import load_session
 
 
 class ToyData(torch.utils.data.Dataset):

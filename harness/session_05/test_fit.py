@@ -12,8 +12,8 @@ import numpy as np
 import pytest
 import torch
 
-from harness.checks import expect, expect_close, expect_equal
-from harness.grading import STUB_MESSAGE
+from harness.autograder.checks import expect, expect_close, expect_equal
+from harness.autograder.grading import STUB_MESSAGE
 from harness.paths import repo_root
 
 from .conftest import ToyData, cpu_fp16_autocast_works, probe_fit, quiet, toy_loss, toy_setup, train_cfg
@@ -241,7 +241,7 @@ def test_torchrun_two_processes_on_gloo(nb, tmp_path, monkeypatch):
 
     from harness.config import load_config
     from harness.data import load_dataset
-    from harness.retrieval import windowed_examples
+    from harness.pipeline.retrieval import windowed_examples
 
     probe_fit(nb)
     if nb.inline:
@@ -254,7 +254,7 @@ def test_torchrun_two_processes_on_gloo(nb, tmp_path, monkeypatch):
     out, batch = tmp_path / "out", 32
     env = {**os.environ, "WANDB_MODE": "disabled", "OMP_NUM_THREADS": "1", "HARNESS_DEVICE": "cpu"}
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
-           "-m", "harness.train", "--dataset", "synthetic", "--preset", "smoke", "--tower", "mean", "--epochs", "1",
+           "-m", "harness", "train", "--dataset", "synthetic", "--preset", "smoke", "--tower", "mean", "--epochs", "1",
            "--max-steps", "0", "--batch-size", str(batch), "--device", "cpu", "--no-wandb", "--out", str(out)]
     proc = subprocess.Popen(cmd, cwd=repo_root(), env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                             start_new_session=True)
@@ -263,7 +263,7 @@ def test_torchrun_two_processes_on_gloo(nb, tmp_path, monkeypatch):
     except subprocess.TimeoutExpired:
         os.killpg(proc.pid, signal.SIGKILL)
         proc.communicate()
-        expect(False, "`torchrun --nproc_per_node 2 -m harness.train` finishes within 100 s",
+        expect(False, "`torchrun --nproc_per_node 2 -m harness train` finishes within 100 s",
                hint="a collective (all_reduce, barrier) that only some ranks reach makes the others wait forever: "
                     "log and checkpoint on rank 0 only, but let every rank take part in every all_reduce")
     if proc.returncode != 0:
@@ -271,7 +271,7 @@ def test_torchrun_two_processes_on_gloo(nb, tmp_path, monkeypatch):
         if stub:
             raise NotImplementedError(stub.group(0))
         tail = "\n".join(output.strip().splitlines()[-12:])
-        expect(False, "`torchrun --nproc_per_node 2 -m harness.train` exits with code 0",
+        expect(False, "`torchrun --nproc_per_node 2 -m harness train` exits with code 0",
                got=f"exit code {proc.returncode}; last lines:\n{tail}")
     results = []
     for rank in (0, 1):

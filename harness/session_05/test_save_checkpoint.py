@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-from harness.checks import expect, expect_equal
+from harness.autograder.checks import expect, expect_equal
 
 from .conftest import toy_setup, trained_toy
 

@@ -5,7 +5,7 @@ import pytest
 import torch
 from torch import nn
 
-from harness.checks import expect, expect_close
+from harness.autograder.checks import expect, expect_close
 
 from .conftest import ToyData, cpu_fp16_autocast_works, decay, toy_loss, toy_setup
 

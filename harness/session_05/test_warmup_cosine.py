@@ -4,7 +4,7 @@ import math
 import pytest
 import torch
 
-from harness.checks import expect, expect_close
+from harness.autograder.checks import expect, expect_close
 
 pytestmark = pytest.mark.exercise("warmup_cosine")
 

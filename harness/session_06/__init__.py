@@ -1,5 +1,5 @@
 """Session 06 — retrieval evaluation and FAISS: the exercise manifest (tests sit beside it)."""
-from harness.exercises import Exercise, Session
+from harness.autograder.exercises import Exercise, Session
 
 SESSION = Session(
     number=6,

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 import torch
 
-from harness.loader import load_session
+from harness.autograder.loader import load_session
 
 LEARNED_DIM = 32
 
@@ -75,7 +75,7 @@ def learned(tmp_path_factory):
     from torch.utils.data import DataLoader
 
     from harness.data import load_dataset
-    from harness.retrieval import history_batch, windowed_examples
+    from harness.pipeline.retrieval import history_batch, windowed_examples
 
     saved_dir, saved_threads = os.environ.get("HARNESS_DATA_DIR"), torch.get_num_threads()
     os.environ["HARNESS_DATA_DIR"] = str(tmp_path_factory.mktemp("data"))
@@ -126,7 +126,7 @@ GPU_SKIP_REASON = ("FAISS sees no GPU here (faiss-cpu build, or no CUDA device);
 def expect_same_topk(got_ids: torch.Tensor, queries: torch.Tensor, item_emb: torch.Tensor, k: int, what: str,
                      seen: torch.Tensor | None = None, hint: str | None = None) -> None:
     """``got_ids`` (B, k) item ids are the brute-force top-k by inner product (a swap of exactly tied scores is fine)."""
-    from harness.checks import expect_shape, fail
+    from harness.autograder.checks import expect_shape, fail
 
     exact_scores, exact_ids = brute_force_topk(queries, item_emb, k, seen)
     got_ids = torch.as_tensor(got_ids)

@@ -2,7 +2,7 @@
 import pytest
 import torch
 
-from harness.checks import expect, expect_close, expect_type
+from harness.autograder.checks import expect, expect_close, expect_type
 
 pytestmark = pytest.mark.exercise("ann_recall")
 

@@ -3,7 +3,7 @@ import faiss
 import numpy as np
 import pytest
 
-from harness.checks import expect
+from harness.autograder.checks import expect
 
 from .conftest import GPU_SKIP_REASON, faiss_gpus
 

@@ -3,7 +3,7 @@ import faiss
 import pytest
 import torch
 
-from harness.checks import expect, expect_dtype, expect_equal, expect_shape
+from harness.autograder.checks import expect, expect_dtype, expect_equal, expect_shape
 
 from .conftest import (GPU_SKIP_REASON, brute_force_topk, expect_same_topk, faiss_gpus, padded, random_embeddings,
                        random_queries)

@@ -12,8 +12,8 @@ import numpy as np
 import torch
 from torch.utils.data import Subset
 
-from .evaluation import ScoreFn, evaluate_scores
-from .loader import upstream
+from ..evaluation import ScoreFn, evaluate_scores
+from ..autograder.loader import upstream
 
 
 def window_indices(sequences: Sequence, max_len: int, min_history: int = 1) -> np.ndarray:

@@ -2,7 +2,7 @@
 
 In a notebook::
 
-    from harness.inline import Checker
+    from harness import Checker
     check = Checker(session=1, namespace=globals())
     ...
     check("item_popularity")      # right after the exercise cell
@@ -20,8 +20,8 @@ import contextlib
 import pytest
 
 from .exercises import get_session
-from .pytest_plugin import NAMESPACE_KEY, VERDICTS_KEY
-from .paths import repo_root
+from .plugin import NAMESPACE_KEY, VERDICTS_KEY
+from ..paths import repo_root
 
 
 class CheckFailed(AssertionError):

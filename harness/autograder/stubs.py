@@ -20,7 +20,7 @@ from nbgrader.preprocessors import ClearSolutions
 
 from .exercises import Session, get_session
 from .loader import session_number
-from .paths import display_path, tree_dir
+from ..paths import display_path, tree_dir
 
 PLACEHOLDER = "__HARNESS_EXERCISE__"
 CODE_STUB = f'# YOUR CODE HERE\nraise NotImplementedError("{PLACEHOLDER}")'

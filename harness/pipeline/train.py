@@ -1,8 +1,8 @@
 """Train a two-tower retriever with session 05's loop, in one process or under ``torchrun`` (DDP).
 
-    python -m harness.train --dataset synthetic --preset smoke --tower mean --out runs/train-smoke
-    torchrun --standalone --nproc_per_node 2 -m harness.train --dataset synthetic --preset smoke --tower mean --out runs/ddp
-    HARNESS_IMPL=sessions python -m harness.train ...     # your notebook's loop instead of the reference
+    python -m harness train --dataset synthetic --preset smoke --tower mean --out runs/train-smoke
+    torchrun --standalone --nproc_per_node 2 -m harness train --dataset synthetic --preset smoke --tower mean --out runs/ddp
+    HARNESS_IMPL=sessions python -m harness train ...     # your notebook's loop instead of the reference
 
 Under ``torchrun`` (``RANK`` / ``WORLD_SIZE`` in the environment) the process group is initialised from
 torchrun's variables, NCCL on CUDA and Gloo otherwise, and ``fit`` wraps the model in
@@ -34,7 +34,7 @@ def parameter_checksum(model) -> tuple[str, float]:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m harness.train", description=__doc__,
+    parser = argparse.ArgumentParser(prog="python -m harness train", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--dataset", default="ml-100k", help="a dataset of `python -m harness data list`")
     parser.add_argument("--preset", default=None, choices=["smoke", "laptop", "gpu"],
@@ -69,7 +69,7 @@ def _overrides(args) -> dict:
 
 
 def _dataset_preset(name: str, args) -> str | None:
-    from .data import DATASETS
+    from ..data import DATASETS
 
     if args.dataset_preset:
         return args.dataset_preset
@@ -82,10 +82,10 @@ def main(argv: list[str] | None = None) -> int:
     import torch
     import torch.distributed as dist
 
-    from .config import as_dict, load_config
-    from .data import load_dataset
-    from .env import pick_device
-    from .loader import NotebookError, load_session
+    from ..config import as_dict, load_config
+    from ..data import load_dataset
+    from ..env import pick_device
+    from ..autograder.loader import NotebookError, load_session
 
     distributed = "RANK" in os.environ and "WORLD_SIZE" in os.environ
     if distributed:
@@ -118,15 +118,15 @@ def main(argv: list[str] | None = None) -> int:
             dist.barrier()
         if rank != 0:
             dataset = load_dataset(args.dataset, dataset_preset)
-        say(f"harness.train: {args.dataset} ({dataset.n_users:,} users, {dataset.n_items:,} items), tower "
+        say(f"harness train: {args.dataset} ({dataset.n_users:,} users, {dataset.n_items:,} items), tower "
             f"{args.tower}, preset {cfg.preset}, impl {impl}, {world} process(es) on {device.type}")
         run = None
         if rank == 0 and not args.no_wandb:
-            from .tracking import init_run
+            from ..tracking import init_run
 
             run = init_run(f"train-{args.dataset}-{args.tower}", {**as_dict(cfg), "tower": args.tower,
                                                                   "dataset": args.dataset, "world_size": world},
-                           group="harness.train")
+                           group="harness-train")
         try:
             model, result = s05.train_two_tower(dataset, args.tower, cfg, device=device, run=run,
                                                 checkpoint_path=out / "checkpoint.pt", resume=args.resume, log=say)

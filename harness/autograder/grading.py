@@ -13,7 +13,7 @@ from pathlib import Path
 from .checks import ExerciseFailure
 from .exercises import Session, get_session
 from .loader import NotebookError, load_session, notebook_path
-from .paths import display_path, tree_dir
+from ..paths import display_path, tree_dir
 
 STUB_MESSAGE = re.compile(r"exercise (?P<number>\d+) `(?P<name>[^`]+)`.*\(session (?P<session>\d\d)\) is not implemented yet")
 
@@ -115,7 +115,7 @@ def _notebook_frames(tb: types.TracebackType | None) -> list[tuple[str, int, str
 def _source_line(path: str, line: int) -> str:
     import linecache
 
-    from .paths import repo_root
+    from ..paths import repo_root
 
     full = Path(path) if Path(path).is_absolute() else repo_root() / path
     return linecache.getline(str(full), line).strip()

@@ -20,6 +20,8 @@ from pathlib import Path
 
 from .loader import session_number
 
+HARNESS_DIR = Path(__file__).resolve().parents[1]  # the session_NN/ test folders sit in the package root
+
 
 @dataclass(frozen=True)
 class Exercise:
@@ -41,7 +43,7 @@ class Session:
 
     @property
     def tests_dir(self) -> Path:
-        return Path(__file__).resolve().parent / f"session_{self.number:02d}"
+        return HARNESS_DIR / f"session_{self.number:02d}"
 
     def exercise(self, name: str) -> Exercise:
         for ex in self.exercises:
@@ -75,7 +77,7 @@ def get_session(session: int | str) -> Session:
 
 def all_sessions() -> list[Session]:
     """Every session that has a test folder, in order."""
-    root = Path(__file__).resolve().parent
+    root = HARNESS_DIR
     found = []
     for folder in sorted(root.glob("session_[0-9][0-9]")):
         if (folder / "__init__.py").is_file():

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .notebook import export_source
-from .paths import TREES, display_path, tree_dir
+from ..paths import TREES, display_path, tree_dir
 
 PACKAGE = "harness.notebooks"
 UPSTREAM_ENV = "HARNESS_UPSTREAM"

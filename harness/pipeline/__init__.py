@@ -19,9 +19,9 @@ from typing import Callable
 
 import torch
 
-from .evaluation import MetricsTable, evaluate_topk
-from .loader import NotebookError, load_session
-from .paths import display_path, runs_dir
+from ..evaluation import MetricsTable, evaluate_topk
+from ..autograder.loader import NotebookError, load_session
+from ..paths import display_path, runs_dir
 
 
 @dataclass
@@ -47,13 +47,13 @@ class Stage:
 
 
 def _stage_env(ctx: Context) -> None:
-    from .env import environment_report
+    from ..env import environment_report
 
     print(environment_report())
 
 
 def _stage_data(ctx: Context) -> None:
-    from .data import DATASETS, load_dataset
+    from ..data import DATASETS, load_dataset
 
     # The run's preset picks the dataset's size where the dataset has one (synthetic: smoke/laptop/gpu).
     presets = DATASETS[ctx.dataset_name].presets if ctx.dataset_name in DATASETS else ()
@@ -73,9 +73,9 @@ def _stage_popularity(ctx: Context) -> None:
 
 
 def _train_and_evaluate_tower(ctx: Context, tower: str) -> None:
-    from .config import load_config
+    from ..config import load_config
     from .retrieval import evaluate_two_tower
-    from .tracking import describe_run, init_run
+    from ..tracking import describe_run, init_run
 
     cfg = load_config("two_tower", preset=ctx.preset)
     s05 = ctx.session(5)
@@ -111,8 +111,8 @@ def run_pipeline(dataset: str = "ml-100k", impl: str = "solutions", preset: str 
     # Every session's components come from the same tree, so `--impl sessions` runs on your code only.
     os.environ["HARNESS_UPSTREAM"] = impl
     os.environ.setdefault("WANDB_MODE", "offline")
-    from .env import pick_device
-    from .seeding import seed_everything
+    from ..env import pick_device
+    from ..seeding import seed_everything
 
     seed_everything(0)
     ctx = Context(dataset, impl, preset, pick_device())

@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 
 from .grading import ExerciseTimeout, NotebookNamespace, Verdict, explain, session_of_path
-from .paths import TREES, display_path, runs_dir
+from ..paths import TREES, display_path, runs_dir
 
 DEFAULT_TIME_LIMIT = 60.0
 NAMESPACE_KEY = pytest.StashKey[dict]()

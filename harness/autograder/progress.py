@@ -8,8 +8,8 @@ import tempfile
 from pathlib import Path
 
 from .exercises import all_sessions
-from .paths import repo_root
-from .pytest_plugin import exercise_rollup
+from ..paths import repo_root
+from .plugin import exercise_rollup
 
 
 def collect(impl: str = "sessions", sessions: list[int] | None = None) -> dict[tuple[int, str], str]:

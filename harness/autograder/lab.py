@@ -7,7 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from .paths import repo_root
+from ..paths import repo_root
 
 OVERRIDES = {"@jupyterlab/docmanager-extension:plugin": {"defaultViewers": {"python": "Jupytext Notebook"}}}
 
