@@ -85,7 +85,7 @@ def _cmd_pipeline(args) -> int:
     from .pipeline import run_pipeline
 
     run_pipeline(dataset=args.dataset, impl=args.impl, preset=args.preset, stages=args.stages,
-                 output=args.output)
+                 output=args.output, retrain=args.retrain)
     return 0
 
 
@@ -156,6 +156,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--preset", choices=["smoke", "laptop", "gpu"], default="laptop")
     p.add_argument("--stages", nargs="*", help="run only these stages")
     p.add_argument("--output", help="also write the metrics table (markdown) and JSON here")
+    p.add_argument("--retrain", action="store_true",
+                   help="train every model again, even where a cached one is still valid (same data, config and code)")
     p.set_defaults(func=_cmd_pipeline)
 
     p = sub.add_parser("data", help="datasets: list, prepare")

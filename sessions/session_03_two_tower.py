@@ -44,6 +44,14 @@
 # **Before:** [readings/session_03.md](../readings/session_03.md) (Yi et al. 2019, Section 3;
 # `nn.Embedding` and `nn.Module` docs). **After this session:** the reading session
 # [R1](../readings/R1.md).
+#
+# **How your modules are graded.** Beyond shapes and masks, the autograder builds the reference
+# module next to yours, gives it random non-trivial weights (no gain of 1, no bias of 0), loads
+# its `state_dict` into your module and compares the outputs and gradients. So each exercise
+# below fixes the **names and shapes of the parameters**, in a table: any implementation of the
+# equations with those names passes; a different computation (another activation, another split
+# into heads, a missing residual) fails, with the difference named. If you name a layer
+# differently, the message says what to rename.
 
 # %% tags=["export"]
 import math
@@ -74,6 +82,15 @@ check = Checker(session=3, namespace=globals())
 # Item features live in the model as a **buffer** (`register_buffer`): a tensor that moves
 # with `.to(device)` and is saved in the `state_dict`, but is not trained. Category indices
 # run 1..C with 0 for padding, as `RecDataset.category_codes()` returns them.
+#
+# | attribute | module | parameters (shape) |
+# | --- | --- | --- |
+# | `item_embedding` | `nn.Embedding(n_items + 1, dim, padding_idx=0)` | `weight` (n_items + 1, dim) |
+# | `category_embedding` | `nn.Embedding(n_categories + 1, category_dim, padding_idx=0)` | `weight` (n_categories + 1, category_dim) |
+# | `mlp` | `nn.Sequential(Linear(dim + category_dim, 2 dim), GELU(), Dropout(dropout), Linear(2 dim, dim))` | `0.weight`, `0.bias`, `3.weight`, `3.bias` |
+#
+# The MLP's input is `[e_i; c]` in that order (ID embedding first). Initialise the ID table
+# with a small normal (std 0.05) so that the residual starts close to a plain embedding.
 
 # %% tags=["export"]
 class ItemTower(nn.Module):
@@ -128,6 +145,15 @@ check("ItemTower")
 # position, the embedding of the whole history (left padding puts it in the last column).
 # The tower reuses the item tower's `encode` for the history: one item table serves both
 # sides, as in most sequential recommenders.
+#
+# The `max(1, ·)` matters at the positions before a left-padded row's first item: their prefix
+# holds no item, and `0 / 0` would be NaN, which then spreads through every gradient. With
+# the clamp they are `0`, and the loss masks them out. The autograder compares all positions.
+#
+# | attribute | module | parameters (shape) |
+# | --- | --- | --- |
+# | `item_tower` | the `ItemTower` passed in (shared, not copied) | `item_tower.*` |
+# | `mlp` | `nn.Sequential(Linear(dim, 2 dim), GELU(), Dropout(dropout), Linear(2 dim, dim))` | `0.weight`, `0.bias`, `3.weight`, `3.bias` |
 
 # %% tags=["export"]
 class MeanPoolUserTower(nn.Module):
@@ -161,8 +187,9 @@ check("MeanPoolUserTower")
 # A mean forgets the order: "camera, then lens" and "lens, then camera" look the same, and
 # the last item, often the best predictor of the next, weighs as much as the first. A causal
 # Transformer reads the history in order. The recipe below is what current sequential
-# recommenders (and LLMs) use instead of the 2017 Transformer (see `003_*` in the seeds:
-# 4 layers, RoPE, SwiGLU, RMSNorm, pre-norm, InfoNCE):
+# recommenders (and LLMs) use instead of the 2017 Transformer: the SASRec layout (Kang and
+# McAuley, 2018) with the parts that HSTU (Zhai et al., 2024) and eSASRec (Tikhonovich et al.,
+# 2025) found to matter, as summarised in [readings/session_03.md](../readings/session_03.md):
 #
 # * **RMSNorm** instead of LayerNorm: no mean subtraction, no bias; cheaper, as stable.
 # * **Pre-norm**: `x + f(norm(x))`, so the residual stream is never normalised away and deep
@@ -176,8 +203,10 @@ check("MeanPoolUserTower")
 #
 # $$\mathrm{RMSNorm}(x) = \frac{x}{\sqrt{\tfrac{1}{d}\sum_k x_k^2 + \epsilon}} \odot g$$
 #
-# over the last dimension, with a learned gain `g` (ones at init). Compute the statistic in
-# float32 even when `x` is bf16 (mixed precision, session 05), then return `x`'s dtype.
+# over the last dimension, with a learned gain `g` (ones at init), the parameter `weight` of
+# shape `(dim,)`; no bias. Compute the statistic in float32 even when `x` is bf16 (mixed
+# precision, session 05), cast the normalised `x` back to `x.dtype`, then multiply by the gain
+# (cast to `x.dtype` too): a bf16 input gives a bf16 output.
 
 # %% tags=["export"]
 class RMSNorm(nn.Module):
@@ -237,7 +266,24 @@ check("apply_rope")
 #
 # `attn_mask` is a boolean tensor broadcastable to `(B, heads, L, L)`, **True where a query may
 # attend to a key**, exactly what `F.scaled_dot_product_attention` takes. Positions for RoPE
-# are `0..L-1`. The feed-forward width is `4 * dim`. Apply attention dropout only in training.
+# are `0..L-1`, and RoPE rotates **both** queries and keys (never values): only then does the
+# score depend on the distance between the two positions alone. The feed-forward width is
+# `4 * dim`. Apply attention dropout only in training. No linear layer has a bias.
+#
+# | attribute | module | parameters (shape) |
+# | --- | --- | --- |
+# | `norm1`, `norm2` | `RMSNorm(dim)` | `weight` (dim,) |
+# | `qkv` | `nn.Linear(dim, 3 dim, bias=False)` | `weight` (3 dim, dim) |
+# | `out` | `nn.Linear(dim, dim, bias=False)` | `weight` (dim, dim) |
+# | `w_gate`, `w_up` | `nn.Linear(dim, 4 dim, bias=False)` | `weight` (4 dim, dim) |
+# | `w_down` | `nn.Linear(4 dim, dim, bias=False)` | `weight` (dim, 4 dim) |
+# | `dropout` | `nn.Dropout(dropout)`, on both residual branches | — |
+#
+# **The fused projection's layout.** `qkv(h)` has `3 dim` features per position: the first
+# `dim` are q, the next `dim` are k, the last `dim` are v, and within each, head `h` owns the
+# features `[h·head_dim, (h+1)·head_dim)`. That is `qkv(h).view(B, L, 3, heads, head_dim)`,
+# permuted to `(3, B, heads, L, head_dim)`. After attention, heads merge back in the same
+# order: `(B, heads, L, head_dim)` → `(B, L, heads, head_dim)` → `(B, L, dim)`.
 
 # %% tags=["export"]
 class TransformerBlock(nn.Module):
@@ -274,10 +320,15 @@ check("TransformerBlock")
 #   trained to predict item `i + 1` without seeing it;
 # * **padding**: no query attends to a padded key.
 #
-# A padded *query* row would then have nothing to attend to, and softmax over an empty set is
-# NaN, which then spreads through the backward pass. Let every position attend to itself too:
-# padded rows produce harmless values that the loss masks out. Here is the mask for one row
-# with two padded positions:
+# A padded *query* row would then have nothing to attend to. A softmax over an empty set is
+# 0/0: the math kernel of older torch versions, and some GPU kernels, return NaN there, which
+# then spreads through the backward pass; the pinned torch on a CPU returns zeros instead. Do
+# not rely on either: let every position attend to itself too. A padded position's encoding
+# is the zero vector and the projections have no bias, so attending to itself gives the same
+# zeros on every kernel, and the loss masks them out anyway. Since the outputs cannot show the
+# difference here, the autograder checks the mask you pass to the blocks:
+# `(j <= i AND key j is real) OR j == i`, shape `(B, 1, L, L)`. Here it is for one row with
+# two padded positions:
 
 # %%
 import matplotlib.pyplot as plt
@@ -292,6 +343,13 @@ ax.set_xlabel("key position")
 ax.set_ylabel("query position")
 ax.set_title("may attend (causal ∧ real key) ∨ self")
 plt.show()
+
+# | attribute | module | parameters (shape) |
+# | --- | --- | --- |
+# | `item_tower` | the `ItemTower` passed in (shared) | `item_tower.*` |
+# | `blocks` | `nn.ModuleList` of `layers` `TransformerBlock(dim, heads, dropout)` | `blocks.0.*`, `blocks.1.*`, ... |
+# | `norm` | `RMSNorm(dim)`, after the last block | `weight` (dim,) |
+# | `dropout` | `nn.Dropout(dropout)` on the item encodings, before the first block | — |
 
 # %% tags=["export"]
 class TransformerUserTower(nn.Module):

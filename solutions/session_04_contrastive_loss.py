@@ -55,7 +55,8 @@ check = Checker(session=4, namespace=globals())
 #
 # The temperature $\tau$ matters: cosine similarities live in $[-1, 1]$, and a softmax over
 # values that close together is nearly uniform. Dividing by $\tau \approx 0.05$–$0.1$ sharpens it
-# (session 03's seeds report that a low temperature is crucial with cosine similarity).
+# (Zhai et al. 2023, *Revisiting neural retrieval on accelerators*, and the HSTU paper both find
+# a low temperature crucial with cosine similarity).
 #
 # **The bias.** Items enter a batch in proportion to their popularity, so popular items are
 # negatives far more often than under the uniform sampling the softmax pretends to use: the
@@ -192,8 +193,9 @@ check("contrastive_batch_loss")
 # * **biases** are offsets, not capacity.
 #
 # So: two parameter groups, and decay only the weights of `nn.Linear` layers. The tempting rule
-# "decay every 2-D parameter" catches embedding tables too. Betas (0.9, 0.98) follow the seeds'
-# Transformer recipe.
+# "decay every 2-D parameter" catches embedding tables too. Betas (0.9, 0.98), a shorter memory
+# for the second moment than Adam's default 0.999, are the usual choice for Transformers since
+# the original paper (Vaswani et al., 2017).
 #
 # ## Exercise 4 — `build_optimizer`
 

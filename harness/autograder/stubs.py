@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import ast
 import difflib
+import re
 import shutil
 import time
 from dataclasses import dataclass
@@ -27,6 +28,7 @@ CODE_STUB = f'# YOUR CODE HERE\nraise NotImplementedError("{PLACEHOLDER}")'
 TEXT_STUB = "YOUR ANSWER HERE"
 FORMAT = "py:percent"
 BACKUP_DIR = "backup"
+_STUB_LINE = re.compile(r"NotImplementedError\(\"exercise \d+ `(?P<name>[^`]+)`")  # a stub's line, as written
 
 
 class StubError(Exception):
@@ -184,3 +186,30 @@ def restore(session: int | str) -> tuple[Path, Path | None]:
             old.unlink()
     target.write_text(text, encoding="utf-8")
     return target, kept
+
+
+def unwritten_exercises(session: int, tree: str) -> list[tuple[str, int]]:
+    """Exercises of ``session`` whose stub line is still in ``tree``'s notebook: ``[(name, line)]``.
+
+    A cheap, static look at the file (no import): the pipeline uses it to skip a stage before it
+    opens a W&B run or trains anything.
+    """
+    from .loader import NotebookError, notebook_path
+    from .notebook import read_cells
+
+    spec = get_session(session)
+    try:
+        path = notebook_path(session, tree)
+    except NotebookError:
+        return [(ex.name, 0) for ex in spec.exercises]
+    lines, cells = read_cells(path)
+    found = []
+    for cell in cells:
+        if not cell.is_export:
+            continue
+        for i in range(cell.start, cell.stop):
+            match = _STUB_LINE.search(lines[i])
+            if match and match.group("name") not in [name for name, _ in found]:
+                found.append((match.group("name"), i + 1))
+    return found
+

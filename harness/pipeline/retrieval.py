@@ -1,8 +1,12 @@
-"""Glue the retrieval sessions share: windowed training data and two-tower evaluation.
+"""The retrieval track: windowed training data, two-tower evaluation, and its pipeline stages.
 
 The components themselves (dataset and collate of session 02, towers and scoring of
 session 03) come through :func:`harness.upstream`, so the same glue runs on the
 reference or, in ``python -m harness pipeline --impl sessions``, on your own code.
+
+Stages: ``popularity`` (session 01), ``two-tower-mean`` and ``two-tower-transformer``
+(sessions 02-05). Each trained retriever lands in ``ctx.artifacts["retrievers"]`` with its
+validation metrics in ``ctx.artifacts["retriever_valid"]``, for the ranking track to pick from.
 """
 from __future__ import annotations
 
@@ -14,6 +18,7 @@ from torch.utils.data import Subset
 
 from ..evaluation import ScoreFn, evaluate_scores
 from ..autograder.loader import upstream
+from .runner import Stage
 
 
 def window_indices(sequences: Sequence, max_len: int, min_history: int = 1) -> np.ndarray:
@@ -71,3 +76,81 @@ def evaluate_two_tower(model: torch.nn.Module, dataset, split: str = "test", max
                                batch_size=256)
     finally:
         model.train(was_training)
+
+
+# --- pipeline stages ---------------------------------------------------------------------------
+
+def _stage_popularity(ctx) -> None:
+    from ..evaluation import evaluate_topk
+
+    s01 = ctx.session(1)
+    ds = ctx.dataset
+    # Popularity from what a model may see when predicting the test item: train + valid.
+    history = torch.tensor(ds.history("test")["item_id"].to_numpy())
+    counts = s01.item_popularity(history, ds.n_items)
+    metrics = evaluate_topk(lambda users, seen: s01.recommend_popular(counts, seen, k=50), ds, "test", ks=(10, 50))
+    ctx.table.add("popularity", metrics, "session 01")
+    ctx.artifacts["item_counts"] = counts
+
+
+def build_tower_from_config(dataset, tower: str, cfg) -> torch.nn.Module:
+    """Session 03's two-tower model at the config's sizes (untrained)."""
+    codes, names = dataset.category_codes()
+    return upstream(3).build_two_tower(dataset.n_items, torch.from_numpy(codes), len(names), tower=tower,
+                                       dim=cfg.model.dim, category_dim=cfg.model.category_dim,
+                                       dropout=cfg.model.dropout, layers=cfg.model.layers, heads=cfg.model.heads)
+
+
+def _stage_two_tower(ctx, tower: str) -> None:
+    from ..config import as_dict, load_config
+    from ..tracking import describe_run, init_run
+    from .cache import load_or_train
+
+    cfg = load_config("two_tower", preset=ctx.preset)
+    s05 = ctx.session(5)
+
+    def train(checkpoint):
+        run = init_run(f"pipeline-{ctx.dataset_name}-{tower}", config={**as_dict(cfg), "tower": tower,
+                                                                       "dataset": ctx.dataset_name}, group="pipeline")
+        print(f"   {describe_run(run)}")
+        try:
+            model, result = s05.train_two_tower(ctx.dataset, tower, cfg, device=ctx.device, run=run,
+                                                checkpoint_path=checkpoint)
+        finally:
+            run.finish()
+        keep = ("steps", "epochs", "seconds", "positions_per_second", "examples_per_second", "final_loss",
+                "stopped_by", "valid", "amp_dtype")
+        return model, {k: result[k] for k in keep if k in result}
+
+    def load(checkpoint):
+        model = build_tower_from_config(ctx.dataset, tower, cfg)
+        model.load_state_dict(torch.load(checkpoint, map_location="cpu", weights_only=False)["model"])
+        return model.to(ctx.device)
+
+    model, result, reused = load_or_train(ctx, f"two-tower-{tower}", config=as_dict(cfg), sessions=(2, 3, 4, 5),
+                                          train=train, load=load, modules=(__name__,))
+    if reused:
+        print(f"   reused the {tower} tower trained earlier ({ctx.cache_dir.name}; data, config and code unchanged; "
+              "--retrain trains again)")
+    metrics = evaluate_two_tower(model, ctx.dataset, "test", max_len=cfg.train.max_len, ks=(10, 50), device=ctx.device)
+    note = (f"sessions 03-05; {result['steps']} steps, {result['seconds']:.0f} s, "
+            f"{result['positions_per_second']:,.0f} positions/s" + (" (cached)" if reused else ""))
+    name = f"two-tower {tower}"
+    ctx.table.add(name, metrics, note)
+    ctx.artifacts.setdefault("retrievers", {})[name] = model
+    ctx.artifacts.setdefault("retriever_valid", {})[name] = result.get("valid", {})
+    ctx.artifacts[name] = model
+
+
+_TWO_TOWER_NEEDS = {2: ("NextItemDataset", "collate_sequences"), 3: (),
+                    4: ("item_log_q", "in_batch_softmax_loss", "contrastive_batch_loss", "build_optimizer"),
+                    5: ("warmup_cosine", "save_checkpoint", "train_step", "fit")}
+
+STAGES = [
+    Stage("popularity", _stage_popularity, "popularity baseline (session 01)",
+          needs={1: ("item_popularity", "recommend_popular")}),
+    Stage("two-tower-mean", lambda ctx: _stage_two_tower(ctx, "mean"),
+          "two-tower retrieval, mean-pool user tower (sessions 03-05)", needs=_TWO_TOWER_NEEDS),
+    Stage("two-tower-transformer", lambda ctx: _stage_two_tower(ctx, "transformer"),
+          "two-tower retrieval, causal Transformer user tower (sessions 03-05)", needs=_TWO_TOWER_NEEDS),
+]

@@ -2,6 +2,7 @@
 import pytest
 import torch
 
+from harness.autograder.modules import expect_same_function, share_weights
 from harness.autograder.checks import expect, expect_close, expect_shape
 
 from .conftest import DIM, N_CATEGORIES, N_ITEMS, categories
@@ -70,3 +71,14 @@ def test_parameters_registered(nb):
     expect(out.dtype == torch.float64, "after .double() the whole tower computes in float64", got=str(out.dtype),
            hint="a layer that is not registered is not converted by .double() / .to(device)")
     expect("item_categories" in dict(tower.named_buffers()), "item_categories stays a registered buffer")
+
+
+def test_same_function_as_specified(nb, reference):
+    learner, ref = _tower(nb), reference.ItemTower(N_ITEMS, categories(), N_CATEGORIES, dim=DIM, category_dim=4,
+                                                   dropout=0.0).eval()
+    share_weights(learner, ref, "ItemTower")
+    ids = torch.tensor([[0, 3, 7, 3], [12, 0, 40, 1]])
+    expect_same_function(learner, ref, (ids,), "ItemTower.encode", call=lambda m, i: m.encode(i))
+    expect_same_function(learner, ref, (ids,), "ItemTower.forward",
+                         hint="h = e + mlp(cat([e, c], -1)) with mlp = Linear, GELU, Dropout, Linear; zeros at id 0; "
+                              "forward L2-normalises encode")

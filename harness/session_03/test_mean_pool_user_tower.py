@@ -2,9 +2,10 @@
 import pytest
 import torch
 
+from harness.autograder.modules import expect_same_function, share_weights
 from harness.autograder.checks import expect, expect_close, expect_shape
 
-from .conftest import DIM, N_ITEMS, left_padded
+from .conftest import DIM, N_CATEGORIES, N_ITEMS, categories, left_padded
 
 pytestmark = pytest.mark.exercise("MeanPoolUserTower")
 
@@ -76,3 +77,20 @@ def test_one_call_per_batch(nb, item_tower):
     handle.remove()
     expect(len(calls) <= 2, "the batch is encoded in one go, not row by row", got=f"{len(calls)} embedding calls",
            hint="no Python loop over the batch: tensor operations work on (B, L) at once")
+
+
+def test_same_function_as_specified(nb, reference):
+    def build(module):
+        torch.manual_seed(1)
+        items = reference.ItemTower(N_ITEMS, categories(), N_CATEGORIES, dim=DIM, category_dim=4, dropout=0.0)
+        return module.MeanPoolUserTower(items, dim=DIM, dropout=0.0).eval()
+
+    learner, ref = build(nb), build(reference)
+    share_weights(learner, ref, "MeanPoolUserTower")
+    history, mask = left_padded([[1, 2, 3, 4], [5, 6], [], [7]], width=6)  # row 2: nothing but padding
+    expect_same_function(learner, ref, (history, mask), "MeanPoolUserTower.encode (padded positions included)",
+                         call=lambda m, h, k: m.encode(h, k),
+                         hint="p_j = sum_{t<=j} m_t h_t / max(1, sum_{t<=j} m_t), then normalize(p + mlp(p)) with "
+                              "mlp = Linear(dim, 2 dim), GELU, Dropout, Linear(2 dim, dim); the max(1, .) keeps "
+                              "all-padding prefixes at 0 instead of 0/0 = NaN")
+    expect_same_function(learner, ref, (history, mask), "MeanPoolUserTower.forward")

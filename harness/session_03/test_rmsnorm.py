@@ -2,6 +2,7 @@
 import pytest
 import torch
 
+from harness.autograder.modules import expect_same_function, share_weights
 from harness.autograder.checks import expect, expect_close
 
 pytestmark = pytest.mark.exercise("RMSNorm")
@@ -61,3 +62,12 @@ def test_float16_does_not_overflow(nb):
     expect(bool(torch.isfinite(out).all()) and bool((out != 0).all()), "a float16 input of 300s normalises to ones",
            got=out.float().tolist()[0], hint="300 ** 2 = 90,000 overflows float16 (max 65,504): square in float32")
     expect_close(out.float(), torch.ones(2, 8), "RMSNorm of a constant row", atol=1e-2)
+
+
+def test_same_function_as_specified(nb, reference):
+    learner, ref = nb.RMSNorm(16, eps=1e-5), reference.RMSNorm(16, eps=1e-5)
+    share_weights(learner, ref, "RMSNorm")
+    x = torch.randn(3, 4, 16) * 3 + 0.5
+    expect_same_function(learner, ref, (x,), "RMSNorm (float32)")
+    expect_same_function(learner, ref, (x.bfloat16(),), "RMSNorm of a bfloat16 input", grads=False, rtol=1e-2, atol=1e-2,
+                         hint="the statistic in float32, the result cast back to x.dtype before the gain")

@@ -2,6 +2,7 @@
 import pytest
 import torch
 
+from harness.autograder.modules import expect_same_function, share_weights
 from harness.autograder.checks import expect, expect_close, expect_shape
 
 pytestmark = pytest.mark.exercise("TransformerBlock")
@@ -70,3 +71,37 @@ def test_dropout_only_in_training(nb):
     expect_close(block(x, _causal(5)), block(x, _causal(5)), "eval mode is deterministic", atol=0)
     block.train()
     expect(not torch.allclose(block(x, _causal(5)), block(x, _causal(5))), "train mode applies dropout")
+
+
+def test_same_function_as_specified(nb, reference):
+    learner, ref = _block(nb, dim=16, heads=2), reference.TransformerBlock(16, 2, dropout=0.0).eval()
+    share_weights(learner, ref, "TransformerBlock")
+    torch.manual_seed(3)
+    x = torch.randn(2, 6, 16)
+    real = torch.tensor([[False, False, True, True, True, True], [True] * 6])
+    causal = torch.ones(6, 6, dtype=torch.bool).tril()
+    mask = ((causal & real[:, None, :]) | torch.eye(6, dtype=torch.bool)).unsqueeze(1)
+    expect_same_function(learner, ref, (x, mask), "TransformerBlock",
+                         hint="qkv(norm1(x)) viewed as (B, L, 3, heads, head_dim): q, k, v in that order, heads "
+                              "contiguous; RoPE on q and k; attention; heads merged back to (B, L, dim); out; residual; "
+                              "then x + w_down(silu(w_gate(h)) * w_up(h)) with h = norm2(x)")
+
+
+def test_rope_rotates_queries_and_keys(nb, monkeypatch):
+    block = _block(nb)
+    calls = []
+    real_rope = nb.apply_rope
+
+    def spy(x, positions, *args, **kwargs):
+        calls.append(tuple(x.shape))
+        return real_rope(x, positions, *args, **kwargs)
+
+    if nb.inline:
+        monkeypatch.setitem(nb._globals(), "apply_rope", spy)
+    else:
+        monkeypatch.setattr(nb._load(), "apply_rope", spy)
+    block(torch.randn(2, 5, 16), _causal(5))
+    expect(len(calls) == 2 and all(shape == (2, 2, 5, 8) for shape in calls),
+           "apply_rope is called twice per block, on q and on k, each (B, heads, L, head_dim)", got=calls,
+           hint="rotate both: q, k = apply_rope(q, pos), apply_rope(k, pos); rotating only q makes the score depend on "
+                "the absolute position of the query, and v is never rotated")

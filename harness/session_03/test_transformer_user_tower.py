@@ -2,9 +2,10 @@
 import pytest
 import torch
 
+from harness.autograder.modules import expect_same_function, share_weights
 from harness.autograder.checks import expect, expect_close, expect_shape
 
-from .conftest import DIM, left_padded
+from .conftest import DIM, N_CATEGORIES, N_ITEMS, categories, left_padded
 
 pytestmark = pytest.mark.exercise("TransformerUserTower")
 
@@ -77,3 +78,50 @@ def test_blocks_registered(nb, item_tower):
            hint="keep blocks in nn.ModuleList, not a Python list, so they are registered")
     expect(sum(p.numel() for n, p in tower.named_parameters() if not n.startswith("item_tower.")) > 3 * 8 * DIM * DIM,
            "the parameters of all 3 blocks are registered", got=sorted(names))
+
+
+def test_same_function_as_specified(nb, reference):
+    def build(module):
+        torch.manual_seed(2)
+        items = reference.ItemTower(N_ITEMS, categories(), N_CATEGORIES, dim=DIM, category_dim=4, dropout=0.0)
+        return module.TransformerUserTower(items, dim=DIM, layers=2, heads=2, dropout=0.0).eval()
+
+    learner, ref = build(nb), build(reference)
+    share_weights(learner, ref, "TransformerUserTower")
+    history, mask = left_padded([[1, 2, 3, 4, 5], [6, 7], [8]], width=6)
+    expect_same_function(learner, ref, (history, mask), "TransformerUserTower.encode (padded positions included)",
+                         call=lambda m, h, k: m.encode(h, k),
+                         hint="mask = (causal AND real key) OR the position itself, shape (B, 1, L, L); blocks; final "
+                              "norm; F.normalize. On this torch a query with no key allowed gets zeros, not NaN, so "
+                              "only the outputs at padded positions show whether each position attends to itself")
+    expect_same_function(learner, ref, (history, mask), "TransformerUserTower.forward")
+
+
+def test_attention_mask_rule(nb, item_tower):
+    tower = _tower(nb, item_tower)
+    blocks = getattr(tower, "blocks", None)
+    expect(isinstance(blocks, torch.nn.ModuleList) and len(blocks) == 2, "the tower keeps its blocks in `self.blocks`, "
+           "an nn.ModuleList", got=type(blocks).__name__, hint="self.blocks = nn.ModuleList(TransformerBlock(...) ...)")
+    seen = []
+    handle = blocks[0].register_forward_pre_hook(lambda module, args: seen.append(args[1].detach().clone()))
+    history, mask = left_padded([[1, 2, 3], [4, 5, 6, 7, 8]], width=5)
+    try:
+        tower.encode(history, mask)
+    finally:
+        handle.remove()
+    expect(len(seen) == 1, "the first block is called once, as block(x, attn_mask)", got=f"{len(seen)} calls")
+    got = seen[0]
+    expect(got.dtype == torch.bool, "the attention mask is boolean (True = may attend)", got=str(got.dtype))
+    L = history.shape[1]
+    causal = torch.ones(L, L, dtype=torch.bool).tril()
+    want = (causal & mask[:, None, :]) | torch.eye(L, dtype=torch.bool)
+    try:
+        got = got.expand(len(history), 1, L, L)[:, 0] if got.ndim == 4 else got.expand(len(history), L, L)
+    except RuntimeError:
+        expect(False, "the mask broadcasts to (B, heads, L, L)", got=tuple(seen[0].shape))
+    expect(bool(got.diagonal(dim1=-2, dim2=-1).all()), "every position may attend to itself, padded ones included",
+           got=f"row 0 diagonal: {got[0].diagonal().tolist()}",
+           hint="OR the mask with torch.eye(L): a padded query then attends to itself (a zero vector) instead of to "
+                "nothing. This torch returns zeros for an empty row, other versions and GPU kernels return NaN")
+    expect_close(got.to(torch.int8), want.to(torch.int8), "attention mask: (j <= i AND key j is real) OR j == i",
+                 atol=0, hint="causal = ones(L, L).tril(); real keys = mask[:, None, :]; then | eye(L)")
