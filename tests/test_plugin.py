@@ -67,7 +67,54 @@ def test_infinite_loop_times_out_with_a_message(tmp_path, grade):
         plugin.DEFAULT_TIME_LIMIT = old
     verdict = next(v for v in run.verdicts.values() if v["kind"] != "pass")
     assert verdict["kind"] == "timeout"
-    assert "did not finish within 1 s" in verdict["message"] and "infinite loop" in verdict["message"]
+    assert "more than 1 s of CPU time" in verdict["message"] and "infinite loop" in verdict["message"]
+
+
+def test_waiting_forever_is_caught_by_the_wall_clock_guard(tmp_path, grade):
+    def edit(text):
+        return text.replace("    items = counts[1:].double()\n", "    import time\n    time.sleep(3600)\n")
+
+    tree = _tree(tmp_path, edit, "solutions")
+    import harness.autograder.plugin as plugin
+
+    old = plugin.DEFAULT_TIME_LIMIT, plugin.WALL_FACTOR
+    plugin.DEFAULT_TIME_LIMIT, plugin.WALL_FACTOR = 0.5, 2.0
+    try:
+        run = grade(tree, ["harness/session_01"], "--exercise", "long_tail_share", "-x")
+    finally:
+        plugin.DEFAULT_TIME_LIMIT, plugin.WALL_FACTOR = old
+    verdict = next(v for v in run.verdicts.values() if v["kind"] != "pass")
+    assert verdict["kind"] == "timeout" and "waiting rather than computing" in verdict["message"]
+
+
+def test_the_limit_counts_cpu_time_so_a_busy_machine_cannot_fail_a_right_answer(tmp_path, grade):
+    """A right answer that sleeps (as if the cores were busy elsewhere) for longer than the limit still passes."""
+    def edit(text):
+        return text.replace("    items = counts[1:].double()\n", "    import time\n    time.sleep(1.5)\n    items = counts[1:].double()\n", 1)
+
+    tree = _tree(tmp_path, edit, "solutions")
+    import harness.autograder.plugin as plugin
+
+    old = plugin.DEFAULT_TIME_LIMIT
+    plugin.DEFAULT_TIME_LIMIT = 1.0
+    try:
+        run = grade(tree, ["harness/session_01"], "--exercise", "long_tail_share", "-k", "test_head_share")
+    finally:
+        plugin.DEFAULT_TIME_LIMIT = old
+    assert run.verdicts and run.kinds() == {"pass"}, run.output[-1500:]
+
+
+def test_graded_tests_run_torch_on_one_thread_and_restore_the_setting(tmp_path, grade):
+    import torch
+
+    before = torch.get_num_threads()
+    probe = tmp_path / "probe.txt"
+    tree = _tree(tmp_path, lambda t: t.replace("    items = counts[1:].double()\n",
+                 f"    open({str(probe)!r}, 'w').write(str(torch.get_num_threads()))\n    items = counts[1:].double()\n", 1),
+                 "solutions")
+    grade(tree, ["harness/session_01"], "--exercise", "long_tail_share")
+    assert probe.read_text() == "1"
+    assert torch.get_num_threads() == before
 
 
 def test_crash_in_learner_code_shows_the_notebook_line(tmp_path, grade):

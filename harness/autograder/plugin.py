@@ -5,7 +5,11 @@
 * The ``nb`` fixture is the session's export cells from that tree.
 * ``@pytest.mark.exercise("name")`` ties a test to an exercise of the manifest.
 * Failures are rewritten into one tutor message; a per-exercise summary ends the run.
-* Every test has a time limit (``@pytest.mark.time_limit(seconds)``, default 60 s).
+* Every test has a time limit (``@pytest.mark.time_limit(seconds)``, default 60 s) of CPU time,
+  plus a wall-clock guard at ``WALL_FACTOR`` times that for code that waits instead of computing.
+* Graded tests run torch on ``HARNESS_TEST_THREADS`` intra-op threads (default 1): their
+  tensors are small, where one thread is as fast as many, and a learner's training job on the
+  same cores then slows them down instead of oversubscribing the CPU tenfold.
 """
 from __future__ import annotations
 
@@ -22,7 +26,9 @@ import pytest
 from .grading import ExerciseTimeout, NotebookNamespace, Verdict, explain, session_of_path
 from ..paths import TREES, display_path, runs_dir
 
-DEFAULT_TIME_LIMIT = 60.0
+DEFAULT_TIME_LIMIT = 60.0  # seconds of CPU time
+WALL_FACTOR = 5.0  # the wall-clock guard: a busy machine slows a right answer down, it never fails it
+THREADS_KEY = pytest.StashKey[tuple]()
 NAMESPACE_KEY = pytest.StashKey[dict]()
 VERDICTS_KEY = pytest.StashKey[dict]()
 
@@ -55,8 +61,34 @@ def pytest_configure(config):
     os.environ.setdefault("MPLBACKEND", "Agg")
     os.environ.setdefault("TORCHINDUCTOR_CACHE_DIR", str(runs_dir() / "inductor-cache"))
     config.stash[VERDICTS_KEY] = {}
+    _pin_threads(config)
     if not config.pluginmanager.has_plugin("harness-explained-failures"):
         config.pluginmanager.register(_ExplainedFailures(), "harness-explained-failures")
+
+
+def _pin_threads(config) -> None:
+    """One torch thread per test process (see the module docstring); restored when pytest ends."""
+    threads = int(os.environ.get("HARNESS_TEST_THREADS", "1"))
+    try:
+        import torch
+    except ImportError:
+        return
+    config.stash[THREADS_KEY] = (torch.get_num_threads(), os.environ.get("OMP_NUM_THREADS"))
+    torch.set_num_threads(threads)
+    os.environ["OMP_NUM_THREADS"] = str(threads)  # notebook kernels and other children the tests start
+
+
+def pytest_unconfigure(config):
+    saved = config.stash.get(THREADS_KEY, None)
+    if saved is None:
+        return
+    import torch
+
+    torch.set_num_threads(saved[0])  # an inline check must leave the learner's kernel as it was
+    if saved[1] is None:
+        os.environ.pop("OMP_NUM_THREADS", None)
+    else:
+        os.environ["OMP_NUM_THREADS"] = saved[1]
 
 
 def pytest_report_header(config):
@@ -111,18 +143,27 @@ def pytest_runtest_call(item):
     if not usable or session_of_path(item.path) is None:
         return (yield)
 
-    def on_alarm(signum, frame):
+    def on_cpu(signum, frame):
         raise ExerciseTimeout(
-            f"did not finish within {limit:g} s. Look for an infinite loop (a `while` whose condition never "
+            f"used more than {limit:g} s of CPU time. Look for an infinite loop (a `while` whose condition never "
             "changes) or a Python loop over every user or item; vectorise it with tensor operations.")
 
-    previous = signal.signal(signal.SIGALRM, on_alarm)
-    signal.setitimer(signal.ITIMER_REAL, limit)
+    def on_wall(signum, frame):
+        raise ExerciseTimeout(
+            f"did not finish within {limit * WALL_FACTOR:g} s of wall-clock time while using less than {limit:g} s "
+            "of CPU: it is waiting rather than computing (a lock or a queue nobody releases, a collective only "
+            "some ranks reach, a sleep).")
+
+    previous = signal.signal(signal.SIGPROF, on_cpu), signal.signal(signal.SIGALRM, on_wall)
+    signal.setitimer(signal.ITIMER_PROF, limit)
+    signal.setitimer(signal.ITIMER_REAL, limit * WALL_FACTOR)
     try:
         return (yield)
     finally:
+        signal.setitimer(signal.ITIMER_PROF, 0)
         signal.setitimer(signal.ITIMER_REAL, 0)
-        signal.signal(signal.SIGALRM, previous)
+        signal.signal(signal.SIGPROF, previous[0])
+        signal.signal(signal.SIGALRM, previous[1])
 
 
 VERDICT_ATTR = "_harness_verdict"
