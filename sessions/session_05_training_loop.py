@@ -195,7 +195,10 @@ def load_checkpoint(path: str | os.PathLike, *, model: nn.Module, optimizer: tor
                     scheduler: Any = None, scaler: torch.amp.GradScaler | None = None) -> dict:
     """Restore a checkpoint written by ``save_checkpoint`` into the given objects; RNG states too.
 
-    ``model`` may be DDP-wrapped (its ``.module`` is loaded). Objects passed as None are skipped.
+    ``model`` may be DDP-wrapped (its ``.module`` is loaded, so the checkpoint's keys never carry DDP's
+    ``module.`` prefix). Weights load strictly: a checkpoint of another model (a missing, unexpected or
+    misshapen key) raises ``load_state_dict``'s RuntimeError, rather than resuming a half-loaded model.
+    Objects passed as None are skipped.
 
     Returns:
         ``{"step": int, "epoch": int, "extra": dict | None}``.

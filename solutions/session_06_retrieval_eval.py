@@ -247,7 +247,8 @@ def maybe_to_gpu(index: faiss.Index, use_gpu: bool | None = None) -> faiss.Index
         use_gpu = faiss_gpu_available()
     if not use_gpu:
         return index
-    return faiss.index_cpu_to_gpu(gpu_resources(), 0, index)
+    resources = gpu_resources()  # first: on faiss-cpu it raises the clear error, index_cpu_to_gpu does not exist
+    return faiss.index_cpu_to_gpu(resources, 0, index)
     ### END SOLUTION
 
 

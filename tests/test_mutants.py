@@ -16,7 +16,8 @@ def test_mutant_is_caught(session, mutant, tmp_path, grade):
     spec = get_session(session)
     solution = tree_dir("solutions") / spec.notebook
     (tmp_path / spec.notebook).write_text(mutant.apply(solution.read_text()))
-    run = grade(tmp_path, [f"harness/session_{session:02d}"], "--impl", "sessions", "--exercise", mutant.exercise)
+    # -x: one failing test is enough to catch the mistake, and the rest of the exercise's tests need not run
+    run = grade(tmp_path, [f"harness/session_{session:02d}"], "--impl", "sessions", "--exercise", mutant.exercise, "-x")
     assert run.verdicts, f"no test of `{mutant.exercise}` ran:\n{run.output[-1500:]}"
     caught = [v for v in run.verdicts.values() if v["kind"] in ("fail", "timeout")]
     assert caught, (f"the mistake '{mutant.mistake}' in `{mutant.exercise}` passes every test; "

@@ -162,3 +162,27 @@ def expect_equal(got: Any, expected: Any, what: str, hint: str | None = None) ->
         return
     if got != expected:
         raise ExerciseFailure(what, expected=repr(expected), got=repr(got), hint=hint)
+
+
+def call_leaving_inputs_unchanged(fn, *args: Any, what: str, hint: str | None = None, **kwargs: Any) -> Any:
+    """``fn(*args, **kwargs)``, failing if it wrote into any tensor argument the caller passed.
+
+    A function that edits its input in place (``counts[0] = 0``, ``x += 1`` on a ``.to()`` that
+    returned the very same tensor) corrupts data the caller still uses, far from the bug.
+    """
+    def tensors(values):
+        return [(name, v) for name, v in values if _is_tensor(v)]
+
+    given = tensors([(f"argument {i + 1}", a) for i, a in enumerate(args)] + list(kwargs.items()))
+    before = [(name, v, v.detach().clone()) for name, v in given]
+    out = fn(*args, **kwargs)
+    for name, v, copy in before:
+        now = v.detach()
+        same = now.shape == copy.shape and bool(((now == copy) | (now.isnan() & copy.isnan())).all()
+                                                if now.is_floating_point() else (now == copy).all())
+        if not same:
+            raise ExerciseFailure(f"{what} changed its input ({name}) in place", expected=describe(copy),
+                                  got=describe(v), hint=hint or "work on a copy (x.clone()) or with out-of-place "
+                                  "operations; beware that x.to(dtype) and x.double() return x itself when it "
+                                  "already has that dtype, and indexing like x[1:] is a view")
+    return out

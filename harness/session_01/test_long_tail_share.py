@@ -2,7 +2,7 @@
 import pytest
 import torch
 
-from harness.autograder.checks import expect, expect_close
+from harness.autograder.checks import call_leaving_inputs_unchanged, expect, expect_close
 
 pytestmark = pytest.mark.exercise("long_tail_share")
 
@@ -44,3 +44,9 @@ def test_integer_counts_give_fractions(nb):
     counts = torch.tensor([0, 1, 1, 1], dtype=torch.int32)
     expect_close(_share(nb, counts, 0.34), 2 / 3, "share with int32 counts (ceil(1.02) = 2 of 3 items)",
                  hint="avoid integer division: convert to float before dividing")
+
+
+def test_counts_are_not_modified(nb):
+    counts = torch.tensor([4, 0, 3, 0, 10, 1])  # a non-zero padding slot: the function must ignore it, not zero it
+    call_leaving_inputs_unchanged(nb.long_tail_share, counts, 0.2, what="long_tail_share",
+                                  hint="skip the padding slot with counts[1:] instead of writing counts[0] = 0")

@@ -2,7 +2,7 @@
 import pytest
 import torch
 
-from harness.autograder.checks import expect, expect_dtype, expect_equal, expect_shape
+from harness.autograder.checks import call_leaving_inputs_unchanged, expect, expect_dtype, expect_equal, expect_shape
 
 pytestmark = pytest.mark.exercise("recommend_popular")
 
@@ -81,3 +81,18 @@ def test_too_few_unseen_items(nb):
         expect(False, "a ValueError when a user has fewer than k unseen items",
                got="no error: user row 1 has 1 unseen item and k=2",
                hint="count (~seen[:, 1:]).sum(dim=1) and raise when it is below k")
+
+
+def test_seen_items_are_excluded_not_just_scored_low(nb):
+    # item 1 (seen) and items 4, 5 (never interacted with) all have count 0: a seen item given a
+    # low *finite* score (0, or -1e9 next to negative scores) ties with them and wins on its lower id.
+    counts = torch.tensor([0, 0, 6, 5, 0, 0])
+    out = nb.recommend_popular(counts, _seen([[1]], 5), k=4)
+    expect_equal(out, torch.tensor([[2, 3, 4, 5]]), "a seen item never appears, even when unseen items have count 0",
+                 hint="masked_fill(seen, -inf): any finite value can tie with (or beat) an unseen item's score")
+
+
+def test_counts_are_not_modified(nb):
+    counts = torch.tensor([0.0, 5, 3, 9, 1, 7], dtype=torch.float64)
+    call_leaving_inputs_unchanged(nb.recommend_popular, counts, _seen([[3], [1]], 5), 3,
+                                  what="recommend_popular")

@@ -84,3 +84,13 @@ def test_empty_history_and_bad_side(nb):
     with pytest.raises(ValueError):
         nb.collate_sequences(_batch(), padding_side="middle")
         expect(False, "an unknown padding_side raises ValueError", got="no error")
+
+
+def test_int32_histories_become_int64(nb):
+    batch = [{"user_id": 1, "history": torch.tensor([5, 3], dtype=torch.int32), "target": 7},
+             {"user_id": 2, "history": torch.tensor([4], dtype=torch.int32), "target": 2}]
+    out = nb.collate_sequences(batch, padding_side="left")
+    expect_dtype(out["history"], torch.int64, "history collated from int32 examples",
+                 hint="nn.Embedding wants int64 (or int32 everywhere); build the padded tensor as torch.long and "
+                      "convert each row, whatever dtype the examples arrive in")
+    expect_equal(out["history"], torch.tensor([[5, 3], [0, 4]]), "history values from int32 examples")

@@ -139,3 +139,14 @@ def test_vectorised_construction(nb):
            hint="compute users and positions with NumPy (np.repeat, np.arange), not a Python list of tuples")
     expect(per_item < 1e-3, "__getitem__ is O(1)", got=f"{per_item * 1e6:.0f} µs per example",
            hint="index precomputed arrays; do not scan the users on every call")
+
+
+def test_examples_do_not_share_memory_with_the_dataset(nb):
+    ds = nb.NextItemDataset(SEQUENCES, max_len=3)
+    first = ds[2]
+    expected = first["history"].clone()
+    first["history"][:] = 999  # a caller (an augmentation, a masking collate) edits its example in place
+    again = ds[2]["history"]
+    expect_equal(again, expected, "an example edited in place by the caller leaves the dataset unchanged",
+                 hint="torch.from_numpy(array[a:b]) shares memory with the dataset's array: copy the slice "
+                      "(.copy(), or torch.tensor(...)), so every __getitem__ returns a fresh tensor")

@@ -2,7 +2,7 @@
 import pytest
 import torch
 
-from harness.autograder.checks import expect, expect_close
+from harness.autograder.checks import call_leaving_inputs_unchanged, expect, expect_close, expect_dtype
 
 pytestmark = pytest.mark.exercise("popularity_distribution")
 
@@ -41,3 +41,14 @@ def test_input_not_modified(nb):
     nb.popularity_distribution(counts, 1.0)
     expect(torch.equal(counts, COUNTS), "the counts tensor is not modified in place",
            hint="convert (counts.double()) before editing: it makes a copy")
+
+
+def test_float64_and_input_unchanged(nb):
+    counts = torch.tensor([7.0, 1, 4, 0, 16], dtype=torch.float64)
+    p = call_leaving_inputs_unchanged(nb.popularity_distribution, counts, 0.75, what="popularity_distribution",
+                                      hint="counts.to(torch.float64) returns counts itself when it is float64 "
+                                           "already: set probs[0] = 0 on a new tensor (pow, clone), not on the input")
+    expect_dtype(p, torch.float64, "the probabilities", hint="float64, as specified: sums of 10^5 float32 "
+                 "probabilities drift from 1 by more than torch.multinomial tolerates in long catalogs")
+    p = nb.popularity_distribution(torch.tensor([0, 3, 1]), 1.0)
+    expect_dtype(p, torch.float64, "the probabilities from int64 counts")

@@ -4,7 +4,7 @@ import math
 import pytest
 import torch
 
-from harness.autograder.checks import expect_close, expect_shape
+from harness.autograder.checks import expect, expect_close, expect_shape
 
 pytestmark = pytest.mark.exercise("apply_rope")
 
@@ -42,3 +42,13 @@ def test_scores_depend_on_relative_position(nb):
     expect_close(score(3, 1), score(12, 10), "q·k at positions (3, 1) equals q·k at (12, 10)", rtol=1e-4, atol=1e-4,
                  hint="rotate q and k by angles proportional to their positions: only the difference remains")
     expect_close(score(5, 5), (q * k).sum(), "q·k at equal positions equals the unrotated q·k", rtol=1e-4, atol=1e-4)
+
+
+def test_keeps_the_input_dtype(nb):
+    torch.manual_seed(0)
+    x = torch.randn(2, 2, 5, 8)
+    out = nb.apply_rope(x.bfloat16(), torch.arange(5))
+    expect(out.dtype == torch.bfloat16, "a bf16 input comes back bf16 (mixed precision, session 05)", got=str(out.dtype),
+           hint="compute the angles in float32, then cast cos and sin to x.dtype before rotating: bf16 * float32 "
+                "promotes to float32 and doubles the memory of every attention layer")
+    expect_close(out.float(), nb.apply_rope(x, torch.arange(5)), "bf16 rotation vs float32 rotation", rtol=2e-2, atol=2e-2)

@@ -96,10 +96,7 @@ def test_rope_rotates_queries_and_keys(nb, monkeypatch):
         calls.append(tuple(x.shape))
         return real_rope(x, positions, *args, **kwargs)
 
-    if nb.inline:
-        monkeypatch.setitem(nb._globals(), "apply_rope", spy)
-    else:
-        monkeypatch.setattr(nb._load(), "apply_rope", spy)
+    monkeypatch.setitem(nb._globals(), "apply_rope", spy)  # what the block's forward looks up
     block(torch.randn(2, 5, 16), _causal(5))
     expect(len(calls) == 2 and all(shape == (2, 2, 5, 8) for shape in calls),
            "apply_rope is called twice per block, on q and on k, each (B, heads, L, head_dim)", got=calls,

@@ -43,3 +43,14 @@ def test_decay_only_linear_weights(nb, model):
                 expect(False, f"`{full}` {'is' if id(p) in decayed else 'is not'} decayed",
                        expected="decayed" if should else "weight_decay = 0", got="decayed" if id(p) in decayed else "0",
                        hint=hint)
+
+
+def test_frozen_parameters_are_left_out(nb, model):
+    model.item_tower.category_embedding.weight.requires_grad_(False)  # frozen, as a pretrained table would be
+    frozen = id(model.item_tower.category_embedding.weight)
+    opt = nb.build_optimizer(model, lr=1e-3, weight_decay=0.01)
+    grouped = {id(p) for g in opt.param_groups for p in g["params"]}
+    expect(frozen not in grouped, "a frozen parameter (requires_grad=False) is in no group",
+           hint="skip parameters with requires_grad False: AdamW's weight decay would still shrink them every step, "
+                "and their optimizer state wastes memory")
+    expect(grouped == {id(p) for p in model.parameters() if p.requires_grad}, "every trainable parameter is still there")

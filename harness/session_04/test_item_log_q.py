@@ -4,7 +4,7 @@ import math
 import pytest
 import torch
 
-from harness.autograder.checks import expect, expect_close, expect_dtype, expect_shape
+from harness.autograder.checks import call_leaving_inputs_unchanged, expect, expect_close, expect_dtype, expect_shape
 
 pytestmark = pytest.mark.exercise("item_log_q")
 
@@ -32,3 +32,11 @@ def test_is_a_log_distribution(nb):
     expect_close(out[1:].double().exp().sum(), 1.0, "exp(log q) sums to 1 over the items", atol=1e-4,
                  hint="natural log (torch.log), not log10 or log2")
     expect(float(out[0]) == 0.0, "the padding slot holds 0", got=float(out[0]))
+
+
+def test_counts_are_not_modified(nb):
+    counts = torch.tensor([0.0, 4, 0, 9, 2], dtype=torch.float64)
+    out = call_leaving_inputs_unchanged(nb.item_log_q, counts, what="item_log_q",
+                                        hint="counts[1:].to(torch.float64) is a view of a float64 input: write "
+                                             "`counts[1:].to(torch.float64) + 1.0` (a new tensor), never `+= 1`")
+    expect_dtype(out, torch.float32, "log q from float64 counts")

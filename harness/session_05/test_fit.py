@@ -91,7 +91,7 @@ def test_resume_reproduces_the_uninterrupted_run_exactly(nb, tmp_path, interrupt
     straight = toy_setup()
     _fit(nb, straight, data, train_cfg(max_steps=total), checkpoint_path=tmp_path / "straight.pt")
 
-    _fit(nb, toy_setup(), data, train_cfg(max_steps=interrupt_at), checkpoint_path=tmp_path / "run.pt")
+    first_part = _fit(nb, toy_setup(), data, train_cfg(max_steps=interrupt_at), checkpoint_path=tmp_path / "run.pt")
     expect((tmp_path / "run.pt").is_file(), "fit writes a checkpoint at the end of training",
            hint="save_checkpoint(checkpoint_path, ...) after the loop (rank 0 only)")
     expect_equal(_read(tmp_path / "run.pt")["step"], interrupt_at, f"step stored in the checkpoint after {interrupt_at} steps")
@@ -112,6 +112,13 @@ def test_resume_reproduces_the_uninterrupted_run_exactly(nb, tmp_path, interrupt
                 "cfg.seed + e; skip the batches_done batches of the current epoch; give the DataLoader its own "
                 "generator= (creating an iterator draws from the global RNG otherwise)")
     expect_equal(_read(tmp_path / "run.pt")["step"], total, "step stored in the checkpoint after the resumed run")
+    before = [(r["step"], r["loss"]) for r in first_part["history"]]
+    got = [(r.get("step"), r.get("loss")) for r in result.get("history", [])]
+    expect(got[:len(before)] == before and all(step > interrupt_at for step, _ in got[len(before):])
+           and len(got) > len(before), "the resumed run's history continues the interrupted run's: its records "
+           f"up to step {interrupt_at}, then the new ones", expected=f"{before} + records after step {interrupt_at}",
+           got=got, hint="keep the history in the checkpoint's extra and continue that list on resume: a resumed "
+           "run that forgets it has plots and W&B summaries that start halfway")
 
 
 def test_resume_without_a_checkpoint_is_a_clear_error(nb, tmp_path):
@@ -220,13 +227,13 @@ def test_logs_to_wandb_offline_without_an_account(nb, tmp_path, monkeypatch):
     monkeypatch.setenv("WANDB_SILENT", "true")
     monkeypatch.setenv("HARNESS_RUNS_DIR", str(tmp_path))
     monkeypatch.delenv("WANDB_API_KEY", raising=False)
-    from harness.tracking import init_run
+    from harness.tracking import finish_run, init_run
 
     run = init_run("session05-test", {"lr": 1e-2})
     try:
         result = _fit(nb, toy_setup(), ToyData(24), train_cfg(epochs=1, log_every=2), run=run)
     finally:
-        run.finish()
+        finish_run(run)  # the offline file is complete only once W&B's writer has closed it
     runs = list((tmp_path / "wandb").glob("offline-run-*"))
     expect(len(runs) == 1, "one offline W&B run folder", got=[p.name for p in runs])
     data = b"".join(p.read_bytes() for p in runs[0].rglob("*.wandb"))

@@ -137,3 +137,50 @@ def test_not_a_training_checkpoint(nb, tmp_path):
         expect(False, "loading a bare state_dict (not a training checkpoint) raises RuntimeError", got="no error",
                hint="check that the loaded dict has 'model', 'step', 'epoch' and 'rng' before using it")
     expect("weights.pt" in message, "the RuntimeError for a bare state_dict names the file", got=message[:300])
+
+
+def test_a_checkpoint_of_another_model_is_refused(nb, reference, tmp_path):
+    other = torch.nn.Sequential(torch.nn.Linear(8, 16), torch.nn.GELU(), torch.nn.Linear(16, 2))  # other output size
+    path = tmp_path / "other.pt"
+    reference.save_checkpoint(path, model=other, step=1, epoch=0)
+    model, _, _ = toy_setup()
+    try:
+        nb.load_checkpoint(path, model=model)
+    except NotImplementedError:  # a subclass of RuntimeError: the stub is not a refusal
+        raise
+    except RuntimeError:
+        return
+    expect(False, "loading a checkpoint of another model raises RuntimeError",
+           got="it loaded (strict=False?): a model half made of the checkpoint and half of its random "
+               "initialisation would resume silently",
+           hint="model.load_state_dict(state['model']) is strict by default; keep it that way")
+
+
+def test_loads_into_a_ddp_wrapped_model(nb, reference, tmp_path):
+    import torch.distributed as dist
+    from torch.nn.parallel import DistributedDataParallel
+
+    if not (dist.is_available() and dist.is_gloo_available()):
+        pytest.skip("this torch build has no gloo backend")
+    saved, _, _ = toy_setup(seed=3)
+    path = tmp_path / "plain.pt"
+    reference.save_checkpoint(path, model=saved, step=2, epoch=0)
+    started_here = not dist.is_initialized()
+    if started_here:  # a one-process group is enough to build a real DDP wrapper
+        dist.init_process_group("gloo", init_method=f"file://{tmp_path / 'store'}", rank=0, world_size=1)
+    try:
+        fresh, _, _ = toy_setup(seed=11)
+        wrapped = DistributedDataParallel(fresh)
+        try:
+            nb.load_checkpoint(path, model=wrapped)
+        except NotImplementedError:
+            raise
+        except RuntimeError as err:
+            expect(False, "a checkpoint of a plain model loads into a DDP-wrapped one",
+                   got=f"RuntimeError: {str(err)[:160]}", hint="load into model.module when model is a "
+                   "DistributedDataParallel: the wrapper's own keys all start with 'module.'")
+        for (name, want), got in zip(saved.state_dict().items(), fresh.state_dict().values()):
+            expect(torch.equal(want, got), f"`{name}` of the wrapped model is restored")
+    finally:
+        if started_here:
+            dist.destroy_process_group()

@@ -139,3 +139,30 @@ def expect_same_topk(got_ids: torch.Tensor, queries: torch.Tensor, item_emb: tor
         fail(f"{what}: user row {row} differs from the brute-force top-{k} "
              f"({int((~ok).sum())} of {ok.numel()} entries differ)",
              expected=str(exact_ids[row].tolist()), got=str(got_ids[row].tolist()), hint=hint)
+
+
+class FakeGpuFaiss:
+    """Stands in for FAISS's GPU calls on a machine without one: records what would have moved to the GPU."""
+
+    def __init__(self, monkeypatch, nb):
+        import faiss
+
+        self.resources = object()
+        self.copies = []
+        monkeypatch.setattr(faiss, "index_cpu_to_gpu", self._to_gpu, raising=False)
+        monkeypatch.setitem(nb._globals(), "gpu_resources", lambda: self.resources)
+
+    def _to_gpu(self, resources, device, index):
+        self.copies.append((resources, device, index))
+        return GpuIndexStandIn(index)
+
+
+class GpuIndexStandIn:
+    """What the fake ``index_cpu_to_gpu`` returns: searches like the CPU index it wraps."""
+
+    def __init__(self, index):
+        self.cpu_index = index
+        self.nprobe = getattr(index, "nprobe", None)
+
+    def __getattr__(self, name):
+        return getattr(self.cpu_index, name)

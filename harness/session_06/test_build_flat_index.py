@@ -3,7 +3,7 @@ import faiss
 import pytest
 import torch
 
-from harness.autograder.checks import expect, expect_equal
+from harness.autograder.checks import call_leaving_inputs_unchanged, expect, expect_equal
 
 from .conftest import (GPU_SKIP_REASON, expect_same_topk, faiss_gpus, random_embeddings, random_queries)
 
@@ -47,7 +47,9 @@ def test_equals_brute_force_on_random_embeddings(nb):
 def test_inner_product_on_unnormalised_vectors(nb):
     emb = random_embeddings(1000, 32, seed=4, normalise=False)
     queries = random_queries(40, 32, seed=5) * 2.5
-    index = nb.build_flat_index(emb, use_gpu=False)
+    index = call_leaving_inputs_unchanged(nb.build_flat_index, emb, use_gpu=False, what="build_flat_index",
+                                          hint="faiss_array shares memory with a float32 CPU tensor: an in-place "
+                                               "faiss.normalize_L2 rewrites the caller's embeddings")
     expect_same_topk(_search(index, queries, 10), queries, emb, 10,
                      "flat index top-10 when item norms differ (inner product, not L2 distance)",
                      hint="faiss.IndexFlatIP: for unit vectors L2 and inner product agree, for these they do not")
@@ -100,3 +102,29 @@ def test_gpu_index_matches_cpu(nb):
            hint="return maybe_to_gpu(index, use_gpu)")
     expect_same_topk(_search(gpu, queries, 10), queries, emb, 10, "GPU flat index top-10")
     expect_equal(_search(gpu, queries, 10), _search(cpu, queries, 10), "GPU and CPU flat indexes agree")
+
+
+def test_vectors_are_indexed_as_given(nb):
+    emb = random_embeddings(300, 16, seed=6, normalise=False)
+    index = nb.build_flat_index(emb.clone(), use_gpu=False)
+    stored = torch.from_numpy(index.reconstruct_n(0, index.ntotal))
+    expect(torch.allclose(stored, emb[1:], atol=1e-6), "the index stores item_emb[1:] exactly as given (no "
+           "normalisation)", got=f"stored norms {stored.norm(dim=1)[:4].tolist()}, given {emb[1:5].norm(dim=1).tolist()}",
+           hint="the score is the model's inner product; normalising the vectors turns it into cosine behind the "
+                "model's back and changes which items win (the towers already normalise when they mean to)")
+
+
+def test_a_gpu_request_goes_through_maybe_to_gpu(nb, monkeypatch):
+    calls = []
+
+    def spy(index, use_gpu=None):
+        calls.append((index, use_gpu))
+        return index
+
+    monkeypatch.setitem(nb._globals(), "maybe_to_gpu", spy)
+    emb = random_embeddings(50, 8, seed=7)
+    out = nb.build_flat_index(emb, use_gpu=True)
+    expect(len(calls) == 1 and calls[0][1] is True, "build_flat_index(use_gpu=True) hands the index to "
+           "maybe_to_gpu(index, use_gpu=True)", got=[c[1] for c in calls],
+           hint="return maybe_to_gpu(index, use_gpu): one place decides CPU or GPU for every index")
+    expect(out is calls[0][0] and int(out.ntotal) == 50, "and returns what maybe_to_gpu returns")

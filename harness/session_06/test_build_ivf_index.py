@@ -118,3 +118,27 @@ def test_gpu_index_matches_cpu(nb):
     expect_equal(int(gpu.nprobe), 16, "nprobe on the GPU index")
     expect_same_topk(_search(gpu, queries, 10), queries, emb, 10, "GPU IVF (nprobe = nlist) top-10")
     expect_equal(_search(gpu, queries, 10), _search(cpu, queries, 10), "GPU and CPU IVF indexes agree")
+
+
+def test_coarse_quantiser_scores_by_inner_product(nb):
+    emb = random_embeddings(1000, 16, seed=8, normalise=False)
+    index = nb.build_ivf_index(emb, nlist=16, nprobe=2, use_gpu=False)
+    quantizer = faiss.downcast_index(index.quantizer)
+    expect(quantizer.metric_type == faiss.METRIC_INNER_PRODUCT, "the coarse quantiser is an inner-product index",
+           got="L2 (IndexFlatL2)" if quantizer.metric_type == faiss.METRIC_L2 else str(quantizer.metric_type),
+           hint="quantizer = faiss.IndexFlatIP(d): with an L2 quantiser the lists are formed and probed by distance "
+                "while the items are ranked by inner product, so for unnormalised vectors the best lists are missed")
+
+
+def test_a_gpu_request_goes_through_maybe_to_gpu(nb, monkeypatch):
+    calls = []
+
+    def spy(index, use_gpu=None):
+        calls.append(use_gpu)
+        return index
+
+    monkeypatch.setitem(nb._globals(), "maybe_to_gpu", spy)
+    index = nb.build_ivf_index(random_embeddings(400, 8, seed=9), nlist=8, nprobe=3, use_gpu=True)
+    expect(calls == [True], "build_ivf_index(use_gpu=True) hands the trained index to maybe_to_gpu(index, use_gpu=True)",
+           got=calls, hint="train and add on the CPU, then index = maybe_to_gpu(index, use_gpu), then set nprobe")
+    expect_equal(int(index.nprobe), 3, "nprobe is set on the index maybe_to_gpu returned")

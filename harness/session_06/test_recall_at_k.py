@@ -72,3 +72,13 @@ def test_random_against_a_loop(nb):
     expected = torch.tensor([len(set(topk[b, :10].tolist()) & (set(relevant[b].tolist()) - {0})) / int(lengths[b])
                              for b in range(B)])
     expect_close(nb.recall_at_k(topk, relevant, 10), expected, "recall@10 of 64 random users", atol=1e-6)
+
+
+def test_more_relevant_items_than_k(nb):
+    topk = torch.tensor([[1, 2, 3, 9]])
+    relevant = torch.tensor([[1, 2, 3, 4, 5, 6]])
+    out = nb.recall_at_k(topk, relevant, k=3)
+    expect_close(out, torch.tensor([0.5]), "3 of 6 relevant items in the top 3: recall 3/6",
+                 hint="divide by |R| (the number of relevant items), not by min(|R|, k): with min it is 'precision "
+                      "among what fits', and a perfect top-3 would look like recall 1 while half the relevant items "
+                      "are missing")

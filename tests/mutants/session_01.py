@@ -37,3 +37,16 @@ MUTANTS = [
     Mutant("recommend_popular", "no check for users with too few unseen items",
            "    if (available < k).any():\n", "    if False:\n"),
 ]
+
+# Held-out classes of mistakes (seen items tied with unseen ones, inputs mutated in place).
+MUTANTS += [
+    Mutant("recommend_popular", "seen items scored 0 (they tie with never-interacted items) instead of excluded",
+           "    scores = scores.masked_fill(seen, -math.inf)\n", "    scores = scores.masked_fill(seen, 0.0)\n"),
+    Mutant("recommend_popular", "padding excluded by writing into the caller's counts",
+           "    scores = counts.to(torch.float64).expand(seen.shape[0], -1).clone()\n",
+           "    counts = counts.to(torch.float64)\n    counts[0] = -math.inf\n"
+           "    scores = counts.expand(seen.shape[0], -1).clone()\n"),
+    Mutant("long_tail_share", "padding slot zeroed in the caller's tensor",
+           "    items = counts[1:].double()\n",
+           "    counts[0] = 0\n    items = counts[1:].double()\n"),
+]

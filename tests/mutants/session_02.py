@@ -50,3 +50,18 @@ MUTANTS = [
     Mutant("sample_negatives", "no check for rows with no mass left",
            "    if (left <= 1e-12).any():\n", "    if False:\n"),
 ]
+
+# Held-out classes of mistakes (views into the dataset, dtypes, inputs mutated in place).
+MUTANTS += [
+    Mutant("NextItemDataset", "history is a view into the dataset's own array",
+           "        history = torch.from_numpy(self.flat[start:base + t].copy())\n",
+           "        history = torch.from_numpy(self.flat[start:base + t])\n"),
+    Mutant("collate_sequences", "int32 histories passed through as int32",
+           "    out = {key: torch.zeros(len(batch), width, dtype=torch.long) for key in keys}\n",
+           "    out = {key: torch.zeros(len(batch), width, dtype=torch.as_tensor(batch[0][key]).dtype if batch else torch.long) for key in keys}\n"),
+    Mutant("popularity_distribution", "float32 probabilities where float64 is specified",
+           "    probs = counts.to(torch.float64).pow(alpha)\n", "    probs = counts.to(torch.float32).pow(alpha)\n"),
+    Mutant("popularity_distribution", "padding zeroed in the caller's float64 counts",
+           "    probs = counts.to(torch.float64).pow(alpha)\n    probs[0] = 0.0\n",
+           "    probs = counts.to(torch.float64)\n    probs[0] = 0.0\n    probs = probs.pow(alpha)\n"),
+]

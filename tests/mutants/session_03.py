@@ -123,3 +123,7 @@ MUTANTS += [
     Mutant("TransformerUserTower", "no final norm",
            "        return F.normalize(self.norm(x), dim=-1)\n", "        return F.normalize(x, dim=-1)\n"),
 ]
+MUTANTS += [
+    Mutant("apply_rope", "cos and sin left in float32: a bf16 input comes back float32",
+           "    cos, sin = angle.cos().to(x.dtype), angle.sin().to(x.dtype)\n", "    cos, sin = angle.cos(), angle.sin()\n"),
+]

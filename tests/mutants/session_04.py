@@ -47,3 +47,14 @@ MUTANTS = [
     Mutant("training_step", "no optimizer step",
            "    loss.backward()\n    optimizer.step()\n    return loss.item()\n", "    loss.backward()\n    return loss.item()\n"),
 ]
+
+# Held-out classes of mistakes (train mode, frozen parameters, inputs mutated in place, dtypes).
+MUTANTS += [
+    Mutant("training_step", "never calls model.train()", "    model.train()\n    loss = contrastive_batch_loss(", "    loss = contrastive_batch_loss("),
+    Mutant("build_optimizer", "frozen parameters handed to the optimizer",
+           "            if not param.requires_grad or id(param) in seen:\n", "            if id(param) in seen:\n"),
+    Mutant("item_log_q", "smoothing added in place to the caller's float64 counts",
+           "    smoothed = counts[1:].to(torch.float64) + 1.0\n",
+           "    smoothed = counts[1:].to(torch.float64)\n    smoothed += 1.0\n"),
+    Mutant("item_log_q", "float64 returned where float32 is specified", "    return log_q.float()\n", "    return log_q\n"),
+]

@@ -166,3 +166,18 @@ MUTANTS = [
            "        step_loss = call_forward\n",
            "        trainee, step_loss = model, loss_fn\n"),
 ]
+
+# Held-out classes of mistakes (train mode, strictness of loading, DDP key names, the logged history).
+MUTANTS += [
+    Mutant("train_step", "never calls model.train()",
+           "    model.train()\n    with torch.autocast(device_type=device_type", "    with torch.autocast(device_type=device_type"),
+    Mutant("load_checkpoint", "weights loaded with strict=False",
+           "    module.load_state_dict(state[\"model\"])\n", "    module.load_state_dict(state[\"model\"], strict=False)\n"),
+    Mutant("load_checkpoint", "loaded into the DDP wrapper's key names (module.*)",
+           "    module = model.module if isinstance(model, (DistributedDataParallel, nn.DataParallel)) else model\n"
+           "    module = getattr(module, \"_orig_mod\", module)\n    module.load_state_dict(state[\"model\"])\n",
+           "    module = model\n    module.load_state_dict(state[\"model\"])\n"),
+    Mutant("fit", "a resume starts a new logged history",
+           "        history, evals = list(extra.get(\"history\", [])), list(extra.get(\"evals\", []))\n",
+           "        evals = list(extra.get(\"evals\", []))\n"),
+]

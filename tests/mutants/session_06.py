@@ -28,8 +28,12 @@ MUTANTS = [
            "    out = scores.clone()\n    out.scatter_(", "    out = scores\n    out.scatter_("),
     # maybe_to_gpu
     Mutant("maybe_to_gpu", "moves to the GPU unconditionally (crashes without one)",
-           "    if not use_gpu:\n        return index\n    return faiss.index_cpu_to_gpu(",
-           "    return faiss.index_cpu_to_gpu("),
+           "    if not use_gpu:\n        return index\n    resources = gpu_resources()",
+           "    resources = gpu_resources()"),
+    Mutant("maybe_to_gpu", "index_cpu_to_gpu looked up before gpu_resources (AttributeError on faiss-cpu)",
+           "    resources = gpu_resources()  # first: on faiss-cpu it raises the clear error, index_cpu_to_gpu does not exist\n"
+           "    return faiss.index_cpu_to_gpu(resources, 0, index)\n",
+           "    return faiss.index_cpu_to_gpu(gpu_resources(), 0, index)\n"),
     Mutant("maybe_to_gpu", "auto mode tests get_num_gpus() >= 0",
            "        use_gpu = faiss_gpu_available()\n", "        use_gpu = faiss.get_num_gpus() >= 0\n"),
     # build_flat_index
@@ -75,4 +79,26 @@ MUTANTS = [
            "    return float(torch.nanmean(recall_at_k(approx, exact, k=exact.shape[1])))\n",
            "    hits = ((approx[:, :, None] == exact[:, None, :]) & (exact[:, None, :] != 0)).any(dim=1)\n"
            "    return float((hits.sum(dim=1) / exact.shape[1]).mean())\n"),
+]
+
+# Held-out classes of mistakes (GPU requests ignored, hidden normalisation, metrics, FAISS's -1 label).
+MUTANTS += [
+    Mutant("maybe_to_gpu", "use_gpu=True silently served from the CPU",
+           "    if not use_gpu:\n        return index\n",
+           "    if not use_gpu or not faiss_gpu_available():\n        return index\n"),
+    Mutant("build_flat_index", "use_gpu ignored",
+           "    index.add(vectors)\n    return maybe_to_gpu(index, use_gpu)\n", "    index.add(vectors)\n    return index\n"),
+    Mutant("build_flat_index", "vectors normalised behind the model's back",
+           "    index = faiss.IndexFlatIP(vectors.shape[1])\n",
+           "    faiss.normalize_L2(vectors)\n    index = faiss.IndexFlatIP(vectors.shape[1])\n"),
+    Mutant("build_ivf_index", "L2 coarse quantiser inside an inner-product IVF index",
+           "    quantizer = faiss.IndexFlatIP(d)\n", "    quantizer = faiss.IndexFlatL2(d)\n"),
+    Mutant("build_ivf_index", "use_gpu ignored", "    index = maybe_to_gpu(index, use_gpu)\n    index.nprobe = nprobe\n",
+           "    index.nprobe = nprobe\n"),
+    Mutant("recall_at_k", "divides by min(|R|, k)",
+           "    return found.sum(dim=1).float() / real.sum(dim=1).float()\n",
+           "    return found.sum(dim=1).float() / real.sum(dim=1).clamp_max(k).float()\n"),
+    Mutant("search_excluding_seen", "labels mapped through a lookup table: FAISS's -1 becomes the last item",
+           "    ids = torch.from_numpy(labels).long() + 1  # label r is item r + 1; \"no result\" (-1) becomes padding 0\n",
+           "    ids = torch.arange(1, index.ntotal + 1)[torch.from_numpy(labels).long()]\n"),
 ]
