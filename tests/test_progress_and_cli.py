@@ -52,3 +52,17 @@ def test_env_json():
     report = json.loads(out.stdout)
     assert report["device"] == "cpu" and report["amp_dtype"] == "none (fp32)"
     assert report["faiss"]["installed"] and report["faiss"]["build"] == "cpu"
+
+
+def test_lab_settings_open_py_notebooks_and_silence_the_news(tmp_path, monkeypatch):
+    import json
+    import sys
+
+    from harness.autograder.lab import configure_lab
+
+    monkeypatch.setattr(sys, "prefix", str(tmp_path))
+    overrides = json.loads(configure_lab().read_text())
+    assert overrides["@jupyterlab/docmanager-extension:plugin"]["defaultViewers"]["python"] == "Jupytext Notebook"
+    assert overrides["@jupyterlab/apputils-extension:notification"] == {"fetchNews": "false", "checkForUpdates": False}
+    server = json.loads((tmp_path / "etc/jupyter/jupyter_server_config.d/zz-recsys-workbook.json").read_text())
+    assert server["LabApp"]["check_for_updates_class"] == "jupyterlab.NeverCheckForUpdate"

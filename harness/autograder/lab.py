@@ -9,13 +9,19 @@ from pathlib import Path
 
 from ..paths import repo_root
 
-OVERRIDES = {"@jupyterlab/docmanager-extension:plugin": {"defaultViewers": {"python": "Jupytext Notebook"}}}
+OVERRIDES = {
+    "@jupyterlab/docmanager-extension:plugin": {"defaultViewers": {"python": "Jupytext Notebook"}},
+    # No "get notified about official Jupyter news?" pop-up and no update check: a learner's first
+    # screen is the workbook, and the machine may have no internet anyway.
+    "@jupyterlab/apputils-extension:notification": {"fetchNews": "false", "checkForUpdates": False},
+}
 
 
 # nbgrader is used as a library to generate stubs; its course-management UI has no use here.
 NBGRADER_SERVER = {"ServerApp": {"jpserver_extensions": {
     f"nbgrader.server_extensions.{name}": False
-    for name in ("formgrader", "validate_assignment", "assignment_list", "course_list")}}}
+    for name in ("formgrader", "validate_assignment", "assignment_list", "course_list")}},
+    "LabApp": {"check_for_updates_class": "jupyterlab.NeverCheckForUpdate"}}
 NBGRADER_LAB = {"disabledExtensions": {"@jupyter/nbgrader": True}}
 
 

@@ -9,6 +9,8 @@
 """
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import hashlib
 import json
 import time
@@ -148,11 +150,29 @@ def resolve_preset(name: str, preset: str | None) -> str:
     return preset
 
 
+@contextlib.contextmanager
+def _exclusive(folder: Path):
+    """One process at a time prepares ``folder`` (test workers, notebook kernels and the pipeline may race)."""
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    with open(folder.parent / f".{folder.name}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
+
+
 def prepare(name: str, preset: str | None = None, force: bool = False, log: Callable[[str], None] = print) -> dict:
     """Prepare a dataset into ``data/processed``; a no-op when it is already prepared from the same sources."""
     spec = _spec(name)
     preset = resolve_preset(name, preset)
     folder = processed_dir(name, preset)
+    with _exclusive(folder):
+        return _prepare_locked(spec, name, preset, folder, force, log)
+
+
+def _prepare_locked(spec: DatasetSpec, name: str, preset: str, folder: Path, force: bool,
+                    log: Callable[[str], None]) -> dict:
     if spec.fetch is not None:
         spec.fetch(preset)
     fp = fingerprint(spec, preset)
