@@ -1,3 +1,4 @@
+"""``python -m harness <command>``: see :mod:`harness.cli`."""
 import sys
 
 from .cli import main
