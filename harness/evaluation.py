@@ -59,7 +59,13 @@ def ranks_from_topk(topk: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
     return torch.where(hits.any(dim=1), hits.float().argmax(dim=1), torch.full_like(targets, k))
 
 
-def metrics_from_ranks(ranks: torch.Tensor, ks: Sequence[int] = (10, 50)) -> dict[str, float]:
+def metrics_from_ranks(ranks: torch.Tensor, ks: Sequence[int] = (10, 50),
+                       list_length: int | None = None) -> dict[str, float]:
+    """HR/NDCG/Recall@K and MRR from 0-based ranks (B,).
+
+    ``list_length``: the ranks come from top-``list_length`` lists, where a miss is recorded as
+    ``list_length``: it then counts 0 in MRR (it was not found), not ``1 / (list_length + 1)``.
+    """
     ranks = ranks.double()
     out = {}
     for k in ks:
@@ -67,7 +73,10 @@ def metrics_from_ranks(ranks: torch.Tensor, ks: Sequence[int] = (10, 50)) -> dic
         out[f"HR@{k}"] = hit.double().mean().item()
         out[f"NDCG@{k}"] = torch.where(hit, 1.0 / torch.log2(ranks + 2.0), torch.zeros_like(ranks)).mean().item()
         out[f"Recall@{k}"] = out[f"HR@{k}"]  # one held-out item per user
-    out["MRR"] = (1.0 / (ranks + 1.0)).mean().item()
+    reciprocal = 1.0 / (ranks + 1.0)
+    if list_length is not None:
+        reciprocal = torch.where(ranks < list_length, reciprocal, torch.zeros_like(reciprocal))
+    out["MRR"] = reciprocal.mean().item()
     return out
 
 
@@ -103,9 +112,12 @@ def evaluate_scores(score_fn: ScoreFn, dataset: RecDataset, split: str = "test",
 def evaluate_topk(topk_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor], dataset: RecDataset,
                   split: str = "test", ks: Sequence[int] = (10, 50), batch_size: int | None = None) -> dict[str, float]:
     """Same metrics from a recommender that returns lists: ``topk_fn(user_ids, seen_mask) -> (B, max(ks))``."""
-    ranks = [ranks_from_topk(topk_fn(users, seen), targets) for users, targets, seen in
-             _eval_batches(dataset, split, batch_size)]
-    return metrics_from_ranks(torch.cat(ranks), ks)
+    ranks, length = [], None
+    for users, targets, seen in _eval_batches(dataset, split, batch_size):
+        topk = topk_fn(users, seen)
+        length = topk.shape[1] if length is None else min(length, topk.shape[1])
+        ranks.append(ranks_from_topk(topk, targets))
+    return metrics_from_ranks(torch.cat(ranks), ks, list_length=length)
 
 
 @dataclass

@@ -39,6 +39,9 @@ def test_metric_values():
     assert math.isclose(m["HR@10"], 3 / 5)
     assert math.isclose(m["NDCG@10"], (1 + 1 / math.log2(3) + 1 / math.log2(11)) / 5)
     assert math.isclose(m["MRR"], (1 + 1 / 2 + 1 / 10 + 1 / 11 + 1 / 101) / 5)
+    from_lists = metrics_from_ranks(torch.tensor([0, 1, 9, 10, 10]), ks=(10,), list_length=10)  # 10 = not in the list
+    assert math.isclose(from_lists["MRR"], (1 + 1 / 2 + 1 / 10) / 5)
+    assert math.isclose(from_lists["HR@10"], m["HR@10"]) and math.isclose(from_lists["NDCG@10"], m["NDCG@10"])
 
 
 def test_seen_mask():

@@ -133,8 +133,11 @@ def _stage_two_tower(ctx, tower: str) -> None:
         print(f"   reused the {tower} tower trained earlier ({ctx.cache_dir.name}; data, config and code unchanged; "
               "--retrain trains again)")
     metrics = evaluate_two_tower(model, ctx.dataset, "test", max_len=cfg.train.max_len, ks=(10, 50), device=ctx.device)
+    model.eval()  # what later stages get is an inference model: no dropout
     note = (f"sessions 03-05; {result['steps']} steps, {result['seconds']:.0f} s, "
-            f"{result['positions_per_second']:,.0f} positions/s" + (" (cached)" if reused else ""))
+            f"{result['positions_per_second']:,.0f} positions/s"
+            + (", stopped by the time cap (max_minutes)" if result.get("stopped_by") == "max_minutes" else "")
+            + (" (cached)" if reused else ""))
     name = f"two-tower {tower}"
     ctx.table.add(name, metrics, note)
     ctx.artifacts.setdefault("retrievers", {})[name] = model
