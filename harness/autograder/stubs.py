@@ -15,10 +15,6 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-import jupytext
-from nbconvert.preprocessors import ClearOutputPreprocessor
-from nbgrader.preprocessors import ClearSolutions
-
 from .exercises import Session, get_session
 from .loader import session_number
 from ..paths import display_path, tree_dir
@@ -83,6 +79,12 @@ def _name_stubs(source: str, session: Session, notebook: str) -> str:
 
 def stub_text(solution: Path, session: Session | None = None) -> str:
     """The learner's version of a solution notebook, as text."""
+    # imported here: nbgrader and nbconvert take seconds to import, and `unwritten_exercises` (the
+    # pipeline's and the server's check) needs neither
+    import jupytext
+    from nbconvert.preprocessors import ClearOutputPreprocessor
+    from nbgrader.preprocessors import ClearSolutions
+
     solution = Path(solution)
     session = session or get_session(session_number(solution.name[8:10]))
     text = solution.read_text(encoding="utf-8")
