@@ -9,6 +9,8 @@
     sync [--check]              (authors) regenerate sessions/ from solutions/
     train                       train a two-tower retriever (works under torchrun: DDP)
     lab                         JupyterLab with .py notebooks opening as notebooks
+    bench [--device cuda]       the performance report: every model eager vs compiled, fp32 vs AMP, FAISS
+    serve [--bundle PATH]       the recommender over HTTP (uvicorn, loopback by default): POST /recommend, GET /health
 """
 from __future__ import annotations
 
@@ -121,6 +123,18 @@ def _cmd_train(args) -> int:
     return train_main(args.extra)
 
 
+def _cmd_bench(args) -> int:
+    from .bench.cli import run
+
+    return run(args)
+
+
+def _cmd_serve(args) -> int:
+    from .serving.cli import run
+
+    return run(args)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m harness", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -177,6 +191,18 @@ def build_parser() -> argparse.ArgumentParser:
                        add_help=False)
     p.set_defaults(func=_cmd_train)
 
+    p = sub.add_parser("bench", help="performance report: models eager vs torch.compile, fp32 vs AMP, FAISS exact vs IVF")
+    from .bench.cli import add_arguments as bench_arguments
+
+    bench_arguments(p)
+    p.set_defaults(func=_cmd_bench)
+
+    p = sub.add_parser("serve", help="serve recommendations over HTTP (uvicorn; loopback unless --host says otherwise)")
+    from .serving.cli import add_arguments as serve_arguments
+
+    serve_arguments(p)
+    p.set_defaults(func=_cmd_serve)
+
     p = sub.add_parser("lab", help="JupyterLab on the workbook, .py notebooks open as notebooks")
     p.add_argument("--setup-only", action="store_true", help="write the JupyterLab settings and exit")
     p.epilog = "Other arguments (--no-browser, --port 8890, ...) are passed to jupyter lab."
@@ -198,7 +224,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     except Exception as err:
         # Errors whose message already says what to do next: no traceback.
-        if type(err).__name__ in ("DownloadError", "CorruptFileError", "NotebookError", "StubError"):
+        if type(err).__name__ in ("DownloadError", "CorruptFileError", "NotebookError", "StubError", "BundleError"):
             print(f"error: {err}", file=sys.stderr)
             return 2
         raise
