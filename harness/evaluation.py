@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Callable, Iterable, Sequence
 
 import numpy as np
@@ -64,12 +65,13 @@ def metrics_from_ranks(ranks: torch.Tensor, ks: Sequence[int] = (10, 50),
     """HR/NDCG/Recall@K and MRR from 0-based ranks (B,).
 
     ``list_length``: the ranks come from top-``list_length`` lists, where a miss is recorded as
-    ``list_length``: it then counts 0 in MRR (it was not found), not ``1 / (list_length + 1)``.
+    ``list_length``: it then counts 0 in MRR (it was not found), not ``1 / (list_length + 1)``,
+    and 0 in HR/NDCG@K even for a K beyond the lists' length.
     """
     ranks = ranks.double()
     out = {}
     for k in ks:
-        hit = ranks < k
+        hit = ranks < (k if list_length is None else min(k, list_length))
         out[f"HR@{k}"] = hit.double().mean().item()
         out[f"NDCG@{k}"] = torch.where(hit, 1.0 / torch.log2(ranks + 2.0), torch.zeros_like(ranks)).mean().item()
         out[f"Recall@{k}"] = out[f"HR@{k}"]  # one held-out item per user
@@ -122,30 +124,89 @@ def evaluate_topk(topk_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
 
 @dataclass
 class MetricsTable:
-    """Rows of model -> metrics, printed as the comparison table of the pipeline and the README."""
+    """Rows of model -> metrics, printed as the comparison table of the pipeline and the README.
+
+    A row may also carry confidence intervals (session 10's bootstrap): ``add_interval`` for a
+    metric's own interval and ``add_difference`` for the paired difference to another row. They
+    appear as extra columns (``NDCG@10 95% CI``, ``Δ NDCG@10 vs <baseline> [95% CI]``) only when
+    some row has them, after the metric columns.
+    """
 
     columns: tuple[str, ...] = ("HR@10", "NDCG@10", "Recall@50")
     rows: dict[str, dict[str, float]] = field(default_factory=dict)
     notes: dict[str, str] = field(default_factory=dict)
+    intervals: dict[str, dict[str, dict]] = field(default_factory=dict)  # model -> metric -> {low, high, confidence}
+    differences: dict[str, dict[str, dict]] = field(default_factory=dict)  # model -> metric -> {baseline, delta, ...}
 
     def add(self, model: str, metrics: dict[str, float], note: str = "") -> None:
         self.rows[model] = metrics
         if note:
             self.notes[model] = note
 
+    def add_interval(self, model: str, metric: str, low: float, high: float, confidence: float = 0.95) -> None:
+        """A confidence interval for ``metric`` of row ``model`` (shown as ``[low, high]``)."""
+        self.intervals.setdefault(model, {})[metric] = {"low": float(low), "high": float(high),
+                                                        "confidence": float(confidence)}
+
+    def add_difference(self, model: str, metric: str, baseline: str, delta: float, low: float, high: float,
+                       confidence: float = 0.95) -> None:
+        """The difference ``model - baseline`` of ``metric`` with its (paired) confidence interval."""
+        self.differences.setdefault(model, {})[metric] = {"baseline": baseline, "delta": float(delta),
+                                                          "low": float(low), "high": float(high),
+                                                          "confidence": float(confidence)}
+
+    def _extra_columns(self) -> list[tuple[str, Callable[[str], str]]]:
+        """(header, cell(model)) for every interval and difference some row has, in order of appearance."""
+        out: list[tuple[str, Callable[[str], str]]] = []
+        seen: set = set()
+        for model in self.rows:
+            for metric, iv in self.intervals.get(model, {}).items():
+                key = ("ci", metric, iv["confidence"])
+                if key not in seen:
+                    seen.add(key)
+                    out.append((f"{metric} {iv['confidence']:.0%} CI", partial(self._interval_cell, metric, iv["confidence"])))
+        for model in self.rows:
+            for metric, d in self.differences.get(model, {}).items():
+                key = ("delta", metric, d["confidence"])
+                if key not in seen:
+                    seen.add(key)
+                    bases = {x[metric]["baseline"] for x in self.differences.values() if metric in x}
+                    vs = f" vs {next(iter(bases))}" if len(bases) == 1 else ""
+                    out.append((f"Δ {metric}{vs} [{d['confidence']:.0%} CI]",
+                                partial(self._difference_cell, metric, d["confidence"], not vs)))
+        return out
+
+    def _interval_cell(self, metric: str, confidence: float, model: str) -> str:
+        iv = self.intervals.get(model, {}).get(metric)
+        if iv is None or iv["confidence"] != confidence:
+            return ""
+        return f"[{iv['low']:.4f}, {iv['high']:.4f}]"
+
+    def _difference_cell(self, metric: str, confidence: float, name_baseline: bool, model: str) -> str:
+        d = self.differences.get(model, {}).get(metric)
+        if d is None or d["confidence"] != confidence:
+            return ""
+        cell = f"{d['delta']:+.4f} [{d['low']:+.4f}, {d['high']:+.4f}]"
+        return cell + (f" vs {d['baseline']}" if name_baseline else "")
+
     def to_markdown(self) -> str:
-        head = "| model | " + " | ".join(self.columns) + " | notes |"
-        rule = "| --- | " + " | ".join("---:" for _ in self.columns) + " | --- |"
-        body = [f"| {m} | " + " | ".join(_fmt(r.get(c)) for c in self.columns) + f" | {self.notes.get(m, '')} |"
-                for m, r in self.rows.items()]
+        extra = self._extra_columns()
+        head = "| model | " + " | ".join([*self.columns, *(h for h, _ in extra)]) + " | notes |"
+        rule = "| --- | " + " | ".join(["---:" for _ in self.columns] + ["---:" for _ in extra]) + " | --- |"
+        body = [f"| {m} | " + " | ".join([*(_fmt(r.get(c)) for c in self.columns), *(cell(m) for _, cell in extra)])
+                + f" | {self.notes.get(m, '')} |" for m, r in self.rows.items()]
         return "\n".join([head, rule, *body])
 
     def __str__(self) -> str:
+        extra = self._extra_columns()
         width = max([len("model"), *(len(m) for m in self.rows)])
-        lines = [f"{'model':<{width}}  " + "  ".join(f"{c:>9}" for c in self.columns)]
+        widths = [max(len(h), *(len(cell(m)) for m in self.rows)) for h, cell in extra]
+        lines = [f"{'model':<{width}}  " + "  ".join(f"{c:>9}" for c in self.columns)
+                 + "".join(f"  {h:>{w}}" for (h, _), w in zip(extra, widths))]
         lines.append("-" * len(lines[0]))
         for m, r in self.rows.items():
             lines.append(f"{m:<{width}}  " + "  ".join(f"{_fmt(r.get(c)):>9}" for c in self.columns)
+                         + "".join(f"  {cell(m):>{w}}" for (_, cell), w in zip(extra, widths))
                          + (f"  {self.notes[m]}" if m in self.notes else ""))
         return "\n".join(lines)
 

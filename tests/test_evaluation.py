@@ -54,3 +54,24 @@ def test_table_renders():
     t.add("popularity", {"HR@10": 0.0859, "NDCG@10": 0.0449, "Recall@50": 0.1983}, "session 01")
     assert "| popularity | 0.0859 | 0.0449 | 0.1983 | session 01 |" in t.to_markdown()
     assert "popularity" in str(t)
+
+
+def test_table_with_intervals():
+    t = MetricsTable()
+    t.add("popularity", {"HR@10": 0.0859, "NDCG@10": 0.0449, "Recall@50": 0.1983}, "session 01")
+    t.add("retriever", {"HR@10": 0.2, "NDCG@10": 0.1, "Recall@50": 0.5})
+    t.add("retriever → DLRM", {"HR@10": 0.21, "NDCG@10": 0.11, "Recall@50": 0.5}, "sessions 07-10")
+    t.add_interval("retriever", "NDCG@10", 0.09, 0.12)
+    t.add_interval("retriever → DLRM", "NDCG@10", 0.095, 0.125)
+    t.add_difference("retriever → DLRM", "NDCG@10", "retriever", 0.01, -0.002, 0.021)
+    md = t.to_markdown().splitlines()
+    assert md[0] == "| model | HR@10 | NDCG@10 | Recall@50 | NDCG@10 95% CI | Δ NDCG@10 vs retriever [95% CI] | notes |"
+    assert md[2] == "| popularity | 0.0859 | 0.0449 | 0.1983 |  |  | session 01 |"  # rows without intervals keep their cells
+    assert md[4] == "| retriever → DLRM | 0.2100 | 0.1100 | 0.5000 | [0.0950, 0.1250] | +0.0100 [-0.0020, +0.0210] | sessions 07-10 |"
+    text = str(t)
+    assert "NDCG@10 95% CI" in text and "+0.0100 [-0.0020, +0.0210]" in text
+    assert t.intervals["retriever"]["NDCG@10"] == {"low": 0.09, "high": 0.12, "confidence": 0.95}
+    assert t.differences["retriever → DLRM"]["NDCG@10"]["baseline"] == "retriever"
+    plain = MetricsTable()
+    plain.add("popularity", {"HR@10": 0.0859, "NDCG@10": 0.0449, "Recall@50": 0.1983})
+    assert plain.to_markdown().splitlines()[0] == "| model | HR@10 | NDCG@10 | Recall@50 | notes |"

@@ -157,7 +157,8 @@ def run_pipeline(dataset: str = "ml-100k", impl: str = "solutions", preset: str 
     (out / "metrics.md").write_text(ctx.table.to_markdown() + "\n")
     (out / "metrics.json").write_text(json.dumps(
         {"dataset": dataset, "impl": impl, "preset": preset, "device": ctx.device.type,
-         "metrics": ctx.table.rows, "notes": ctx.table.notes, "stage_seconds": timings, "skipped_stages": skipped,
+         "metrics": ctx.table.rows, "notes": ctx.table.notes, "intervals": ctx.table.intervals,
+         "differences": ctx.table.differences, "stage_seconds": timings, "skipped_stages": skipped,
          "total_seconds": sum(timings.values())}, indent=2))
     print(f"\n(table written to {display_path(out / 'metrics.md')}; {sum(timings.values()):.0f} s in all)")
     return ctx.table
