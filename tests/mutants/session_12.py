@@ -1,0 +1,107 @@
+from . import Mutant
+
+MUTANTS = [
+    # --- residual_kmeans
+    Mutant("residual_kmeans", "residuals not subtracted: every level clusters the vectors again",
+           "        residual = residual - centroids[assignment]\n", ""),
+    Mutant("residual_kmeans", "the same seed at every level",
+           "kmeans(residual, codebook_size, seed=seed + level, niter=niter)",
+           "kmeans(residual, codebook_size, seed=seed, niter=niter)"),
+    Mutant("residual_kmeans", "residual of the mean centroid instead of each item's own",
+           "        residual = residual - centroids[assignment]\n",
+           "        residual = residual - centroids.mean(dim=0)\n"),
+    Mutant("residual_kmeans", "residual updated in place on the caller's tensor (no clone)",
+           "    residual = vectors.detach().to(torch.float32).clone()\n    codes, codebooks = [], []\n"
+           "    for level in range(levels):\n"
+           "        centroids, assignment = kmeans(residual, codebook_size, seed=seed + level, niter=niter)\n"
+           "        centroids = centroids.to(residual.device)\n        assignment = assignment.to(residual.device)\n"
+           "        residual = residual - centroids[assignment]\n",
+           "    residual = vectors.detach().to(torch.float32)\n    codes, codebooks = [], []\n"
+           "    for level in range(levels):\n"
+           "        centroids, assignment = kmeans(residual.clone(), codebook_size, seed=seed + level, niter=niter)\n"
+           "        centroids = centroids.to(residual.device)\n        assignment = assignment.to(residual.device)\n"
+           "        residual -= centroids[assignment]\n"),
+    Mutant("residual_kmeans", "codes stacked as (L, N)",
+           "    return torch.stack(codes, dim=1), codebooks\n", "    return torch.stack(codes, dim=0), codebooks\n"),
+    Mutant("residual_kmeans", "only the last codebook kept",
+           "    return torch.stack(codes, dim=1), codebooks\n",
+           "    return torch.stack(codes, dim=1), [codebooks[-1]] * len(codebooks)\n"),
+    # --- reconstruction_errors
+    Mutant("reconstruction_errors", "each level alone, not cumulative",
+           "        reconstruction = reconstruction + codebook.detach().double().to(x.device)[codes[:, level]]\n",
+           "        reconstruction = codebook.detach().double().to(x.device)[codes[:, level]]\n"),
+    Mutant("reconstruction_errors", "mean over the dimensions instead of the sum",
+           "        errors.append(((x - reconstruction) ** 2).sum(dim=1).mean())\n",
+           "        errors.append(((x - reconstruction) ** 2).mean())\n"),
+    Mutant("reconstruction_errors", "norm instead of squared norm",
+           "        errors.append(((x - reconstruction) ** 2).sum(dim=1).mean())\n",
+           "        errors.append((x - reconstruction).norm(dim=1).mean())\n"),
+    Mutant("reconstruction_errors", "root mean squared error",
+           "        errors.append(((x - reconstruction) ** 2).sum(dim=1).mean())\n",
+           "        errors.append(((x - reconstruction) ** 2).sum(dim=1).mean().sqrt())\n"),
+    Mutant("reconstruction_errors", "returned as float64",
+           "    return torch.stack(errors).float()\n", "    return torch.stack(errors)\n"),
+    # --- codebook_utilization
+    Mutant("codebook_utilization", "log2 entropy exponentiated with exp",
+           "        entropy = -(p[p > 0] * p[p > 0].log()).sum()\n",
+           "        entropy = -(p[p > 0] * p[p > 0].log2()).sum()\n"),
+    Mutant("codebook_utilization", "0 log 0 computed: NaN for unused codes",
+           "        entropy = -(p[p > 0] * p[p > 0].log()).sum()\n",
+           "        entropy = -(p * p.log()).sum()\n"),
+    Mutant("codebook_utilization", "the entropy reported as the perplexity",
+           "        perplexity.append(entropy.exp())\n", "        perplexity.append(entropy)\n"),
+    Mutant("codebook_utilization", "used share over the number of items",
+           "        used.append((counts > 0).sum().double() / size)\n",
+           "        used.append((counts > 0).sum().double() / len(codes))\n"),
+    Mutant("codebook_utilization", "every level measured on level 1's codes",
+           "        counts = torch.bincount(codes[:, level].long(), minlength=int(size)).double()\n",
+           "        counts = torch.bincount(codes[:, 0].long(), minlength=int(size)).double()\n"),
+    # --- disambiguate
+    Mutant("disambiguate", "collisions left ambiguous (the column is always 0)",
+           "    index[order] = torch.arange(len(order), device=codes.device) - starts[group[order]]\n",
+           "    index.zero_()\n"),
+    Mutant("disambiguate", "counting from 1",
+           "    return torch.cat([codes, index[:, None]], dim=1)\n",
+           "    return torch.cat([codes, index[:, None] + 1], dim=1)\n"),
+    Mutant("disambiguate", "one global counter instead of one per tuple",
+           "    index[order] = torch.arange(len(order), device=codes.device) - starts[group[order]]\n",
+           "    index[order] = torch.arange(len(order), device=codes.device) - starts[group[order]]\n"
+           "    index = torch.where(counts[group] > 1, torch.cumsum((counts[group] > 1).long(), 0) - 1, 0)\n"),
+    Mutant("disambiguate", "the last row of a tuple gets 0 (reverse order)",
+           "    index[order] = torch.arange(len(order), device=codes.device) - starts[group[order]]\n",
+           "    index[order] = counts[group[order]] - 1 - (torch.arange(len(order), device=codes.device)"
+           " - starts[group[order]])\n"),
+    Mutant("disambiguate", "index column prepended",
+           "    return torch.cat([codes, index[:, None]], dim=1)\n",
+           "    return torch.cat([index[:, None], codes], dim=1)\n"),
+    # --- SemanticIDEmbedding
+    Mutant("SemanticIDEmbedding", "rows not shifted: code 0 reads the padding row",
+           "        rows = (self.codes[items] + 1) * (items != 0).unsqueeze(-1)",
+           "        rows = self.codes[items] * (items != 0).unsqueeze(-1)"),
+    Mutant("SemanticIDEmbedding", "padding item not masked (reads code 0's row)",
+           "        rows = (self.codes[items] + 1) * (items != 0).unsqueeze(-1)",
+           "        rows = (self.codes[items] + 1)"),
+    Mutant("SemanticIDEmbedding", "looked up by the item_id feature code",
+           '        items = batch["item"]\n', '        items = batch["item_id"]\n'),
+    Mutant("SemanticIDEmbedding", "one table shared by every level",
+           "        vectors = [table(rows[:, level]) for level, table in enumerate(self.tables)]\n",
+           "        vectors = [self.tables[0](rows[:, level].clamp_max(self.tables[0].num_embeddings - 1))"
+           " for level in range(len(self.tables))]\n"),
+    Mutant("SemanticIDEmbedding", "mean over the levels instead of the sum",
+           "            return torch.stack(vectors, dim=0).sum(dim=0)\n",
+           "            return torch.stack(vectors, dim=0).mean(dim=0)\n"),
+    Mutant("SemanticIDEmbedding", "tables in a plain Python list",
+           "        self.tables = nn.ModuleList(nn.Embedding(int(size) + 1, dim, padding_idx=0) for size in codebook_sizes)\n",
+           "        self.tables = [nn.Embedding(int(size) + 1, dim, padding_idx=0) for size in codebook_sizes]\n"),
+    Mutant("SemanticIDEmbedding", "padding row overwritten by the initialisation",
+           "                table.weight[0].zero_()\n", ""),
+    Mutant("SemanticIDEmbedding", "projection with a bias",
+           "            self.proj = nn.Linear(len(codebook_sizes) * dim, dim, bias=False)\n",
+           "            self.proj = nn.Linear(len(codebook_sizes) * dim, dim)\n"),
+    Mutant("SemanticIDEmbedding", "levels concatenated in reverse order",
+           "        return self.proj(torch.cat(vectors, dim=-1))\n",
+           "        return self.proj(torch.cat(vectors[::-1], dim=-1))\n"),
+    Mutant("SemanticIDEmbedding", "codes kept as a plain attribute (not a buffer)",
+           '        self.register_buffer("codes", codes.detach().long().clone())\n',
+           "        self.codes = codes.detach().long().clone()\n"),
+]
