@@ -293,7 +293,7 @@ def test_cases_skip_with_the_reason_when_a_session_is_missing(s13, tmp_path, mon
     reasons = {c["name"]: c["reason"] for c in result.cases}
     assert all(c["status"] == "skipped" for c in result.cases) and not result.rows
     assert "session 07" in reasons["dlrm"] and "session 02" in reasons["two-tower mean"]
-    assert reasons["serving"].startswith("planned:")
+    assert "session 14" in reasons["serving"]
     assert "- dlrm: skipped" in result.markdown()
 
 
@@ -348,7 +348,7 @@ def test_cli_lists_the_cases(capsys):
 
     assert main(["bench", "--list"]) == 0
     out = capsys.readouterr().out
-    assert "two-tower transformer" in out and "faiss" in out and "(planned)" in out
+    assert all(name in out for name in ("two-tower transformer", "faiss", "dlrm", "serving", "decoder")), out
 
 
 # --- real runs on the CPU ---------------------------------------------------------------------------
@@ -389,3 +389,23 @@ def test_tiny_real_run_with_inductor(synthetic_data, s13):
     assert rows["default"]["status"] == "ok", rows["default"]
     assert rows["default"]["max_abs_diff"] < 1e-4, "the compiled tower computes what the eager one does"
     assert rows["default"]["first_call_s"] > rows["default"]["median_ms"] / 1000, "the first call compiled"
+
+
+def test_serving_path_in_process(synthetic_data, s13, tmp_path):
+    """The serving case times session 15's rank_batch on the bundle (the test bundle at the smoke preset)."""
+    result = measure.run_bench(["serving"], device="cpu", dataset="synthetic", preset="smoke", phases=("inference",),
+                               precisions=("fp32",), warmup=1, repeats=2, output=tmp_path, log=lambda line: None)
+    assert [c["status"] for c in result.cases] == ["ok"], result.cases
+    assert [r["requests"] for r in result.serving] == [1, 8, 32]
+    for r in result.serving:
+        assert r["median_ms"] > 0 and r["requests_per_s"] == pytest.approx(r["requests"] / r["median_ms"] * 1000)
+    assert "| rank_batch x 32 | 32 |" in (tmp_path / "bench.md").read_text()
+
+
+def test_serving_without_a_bundle_says_which_command_writes_one(s13, tmp_path, monkeypatch):
+    from harness.bench import cases
+
+    monkeypatch.setattr("harness.serving.bundle.bundle_dir", lambda *a, **k: tmp_path / "no-bundle")
+    ctx = cases.BenchContext(torch.device("cpu"), "ml-100k", "laptop")
+    with pytest.raises(cases.CaseSkipped, match="python -m harness pipeline --dataset ml-100k --preset laptop"):
+        cases.build_serving(ctx)

@@ -60,10 +60,19 @@ class SearchWorkload:
 
 
 @dataclass
+class ServingWorkload:
+    """The /recommend path in process (no HTTP): ``paths`` are (name, call(), requests per call)."""
+
+    paths: list[tuple[str, Callable[[], Any], int]]
+    label: str
+
+
+@dataclass
 class Built:
     inference: Workload | None = None
     train: Workload | None = None
     search: SearchWorkload | None = None
+    serving: ServingWorkload | None = None
     weights: str = "random init"
     notes: list[str] = field(default_factory=list)
 
@@ -336,7 +345,9 @@ def build_dlrm(ctx: BenchContext) -> Built:
         max_vocab=cfg.features.max_vocab))
     torch.manual_seed(ctx.seed)
     model = s07.build_dlrm(builder.spec, cfg)
-    weights = load_pipeline_weights(ctx, model, "dlrm")
+    # The pipeline's ranker without the retrieval score has exactly these features (the one with it has
+    # one more dense column); the time does not depend on the weights either way.
+    weights = load_pipeline_weights(ctx, model, "ranker-dlrm-no-score")
     model = model.to(ctx.device)
     g = torch.Generator().manual_seed(ctx.seed)
 
@@ -452,6 +463,54 @@ def build_decoder(ctx: BenchContext) -> Built:
                         f"{s16.vocab_size(sizes)}, {n_params:,} parameters"])
 
 
+# --- the serving path (sessions 14-15) --------------------------------------------------------------
+
+SERVING_BATCHES = (1, 8, 32)  # requests per rank_batch call: one alone, and micro-batches of the server
+
+
+def build_serving(ctx: BenchContext) -> Built:
+    """The model bundle's retrieve -> rank -> top-10 for known users, as the server runs it, without HTTP.
+
+    Session 15's ``rank_batch`` (one session-14 ``rank_candidates`` call: user tower, FAISS search, DLRM
+    rerank) over the same B users at every call, for B in ``SERVING_BATCHES``; the bundle is the one the
+    pipeline wrote (``runs/bundles/``), and nothing is trained. The end-to-end latency under load, over
+    HTTP, is the pipeline's serving stage and session 15's load test.
+    """
+    from ..serving.bundle import BundleError, bundle_dir, check_manifest, load_for_inference, read_manifest
+    from ..serving.glue import Query
+
+    missing_exercises(ctx, {14: ("resolve_query", "rank_candidates"), 15: ("rank_batch",)})
+    path = bundle_dir(ctx.dataset_name, ctx.preset, ctx.impl)
+    if ctx.dataset_name == "synthetic" and ctx.preset == "smoke":
+        from ..pipeline.serving import ensure_bundle
+
+        path = ensure_bundle(ctx.dataset_name, ctx.preset, ctx.impl, log=False)  # the seconds-old test bundle
+    try:
+        check_manifest(read_manifest(path), path, expect_fingerprint=ctx.dataset.meta.get("fingerprint"))
+    except (BundleError, FileNotFoundError) as err:
+        raise CaseSkipped(f"no usable model bundle at {display_path(path)} ({str(err).splitlines()[0][:120]}): "
+                          f"`python -m harness pipeline --dataset {ctx.dataset_name} --preset {ctx.preset}` writes "
+                          "one") from None
+    bundle = load_for_inference(path, device=ctx.device)
+    rank_batch = ctx.session(15).rank_batch
+    users = [u for u in range(1, bundle.n_users + 1) if bundle.knows_user(u)]
+    rng = np.random.default_rng(ctx.seed)
+    paths = []
+    for b in SERVING_BATCHES:
+        queries = [Query(int(u), tuple(bundle.user_history(int(u)))) for u in rng.choice(users, b)]
+
+        def call(queries=queries):
+            with torch.no_grad():
+                return rank_batch(bundle, queries, [10] * len(queries))
+
+        paths.append((f"rank_batch x {b}", call, b))
+    manifest = read_manifest(path)
+    return Built(serving=ServingWorkload(paths, "known users, top-10, retrieve -> rank in process"),
+                 weights=f"model bundle {display_path(path)}",
+                 notes=[f"bundle {manifest.get('bundle_id', '?')}: retriever `{manifest.get('retriever', {}).get('name', '?')}`"
+                        f", ranker `{manifest.get('ranker', {}).get('name', '?')}`"])
+
+
 # --- the list ---------------------------------------------------------------------------------------
 
 @dataclass(frozen=True)
@@ -471,18 +530,14 @@ CASES: list[Case] = [
          build_item_scoring),
     Case("dlrm", (7,), "DLRM ranker on the ranking features (inference and a BCE training step)", build_dlrm),
     Case("faiss", (6, 3), "FAISS exact (flat) vs IVF search, 256 queries over a 100,000-item catalog", build_faiss),
-    # --- sessions 14-15 (serving): add Case("serving", (14, 15), "...", build_serving) here. Its build
-    #     returns a Built whose inference Workload times the /recommend path in-process (retrieve -> rank
-    #     -> top-K for a batch of requests), or extend Built with what a server benchmark needs.
+    Case("serving", (14, 15), "the /recommend path in process: retrieve -> rank -> top-10 for 1, 8 and 32 "
+         "requests in one batch", build_serving),
     Case("decoder", (16, 3), "session 16's decoder over semantic-ID tokens: the prompt pass (inference) and a "
          "next-token training step", build_decoder),
 ]
 
 # Cases whose sessions are not written yet: listed in the report as skipped, with who fills them in.
-PLANNED: dict[str, tuple[int, str]] = {
-    "serving": (14, "the /recommend path (sessions 14-15); its case is added to harness/bench/cases.py with the "
-                    "serving code"),
-}
+PLANNED: dict[str, tuple[int, str]] = {}
 
 
 def find_cases(names: list[str] | None) -> tuple[list[Case], list[tuple[str, str]]]:

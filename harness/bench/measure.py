@@ -274,6 +274,7 @@ class BenchResult:
     cases: list[dict] = field(default_factory=list)  # name, status, reason, weights, notes, labels
     rows: list[dict] = field(default_factory=list)  # one per model variant
     search: list[dict] = field(default_factory=list)  # one per index
+    serving: list[dict] = field(default_factory=list)  # one per batch size of the in-process serving path
     graph_breaks: list[dict] = field(default_factory=list)  # one per (case, phase)
 
     def headline(self) -> dict[str, float]:
@@ -443,6 +444,8 @@ def _run_bench(cases, *, device, dataset, preset, impl, phases, precisions, mode
         labels = {phase: getattr(b, phase).label for phase in ("inference", "train") if getattr(b, phase) is not None}
         if b.search is not None:
             labels["search"] = b.search.label
+        if b.serving is not None:
+            labels["serving"] = b.serving.label
         result.cases.append({"name": case.name, "status": "ok", "reason": None, "weights": b.weights,
                              "notes": b.notes, "labels": labels, "description": case.description,
                              "build_s": time.perf_counter() - start})
@@ -464,6 +467,8 @@ def _run_bench(cases, *, device, dataset, preset, impl, phases, precisions, mode
     for case_name, b in built.items():  # searches first: cheap, and they need no compiler
         if b.search is not None:
             result.search.extend(_time_search(case_name, b.search, device, benchmark, warmup, repeats, log))
+        if b.serving is not None:
+            result.serving.extend(_time_serving(case_name, b.serving, device, benchmark, warmup, repeats, log))
 
     references: dict[tuple, torch.Tensor | None] = {}
     runnable = [m for m, reason in modes_all if reason is None]
@@ -609,6 +614,21 @@ def _time_search(case_name: str, search, device, benchmark, warmup, repeats, log
         log(f"   {case_name} | {name}" + (f" nprobe={info['nprobe']}" if info.get("nprobe") else "")
             + f": {row['median_ms']:.3f} ms per batch (IQR {row['iqr_ms']:.3f}), {row['qps']:,.0f} QPS, "
               f"recall@{search.k} {row[f'recall@{search.k}']:.3f}")
+        yield row
+
+
+def _time_serving(case_name: str, serving, device, benchmark, warmup, repeats, log) -> Iterator[dict]:
+    for name, call, requests in serving.paths:
+        try:
+            timing = benchmark(call, device=device, warmup=max(1, min(warmup, 3)), repeats=repeats)
+        except Exception as err:  # noqa: BLE001 - the report goes on without this path
+            log(f"   {case_name} | {name}: error ({type(err).__name__}: {str(err).splitlines()[0][:160] if str(err) else ''})")
+            continue
+        row = {"case": case_name, "path": name, "requests": requests, "median_ms": timing["median_ms"],
+               "iqr_ms": timing["iqr_ms"], "ms_per_request": timing["median_ms"] / requests,
+               "requests_per_s": requests / (timing["median_ms"] / 1000.0), "label": serving.label}
+        log(f"   {case_name} | {name}: {row['median_ms']:.3f} ms per call (IQR {row['iqr_ms']:.3f}), "
+            f"{row['ms_per_request']:.3f} ms per request, {row['requests_per_s']:,.0f} requests/s")
         yield row
 
 

@@ -49,7 +49,7 @@ def describe_machine(device: torch.device) -> dict:
 
 def to_dict(result) -> dict:
     return {"meta": result.meta, "headline": result.headline(), "cases": result.cases, "rows": result.rows,
-            "graph_breaks": result.graph_breaks, "search": result.search}
+            "graph_breaks": result.graph_breaks, "search": result.search, "serving": result.serving}
 
 
 def _f(x, fmt: str, missing: str = "—") -> str:
@@ -125,6 +125,17 @@ def to_markdown(result) -> str:
         for s in result.search:
             lines.append(f"| {s['index']} | {s.get('nprobe') or '—'} | {s['median_ms']:.3f} | {s['iqr_ms']:.3f} | "
                          f"{s['qps']:,.0f} | {s[f'recall@{k}']:.3f} | {s.get('build_s', 0):.2f} |")
+        lines.append("")
+
+    if result.serving:
+        lines += [f"Serving path ({result.serving[0]['label']}, no HTTP): median ms per `rank_batch` call (IQR), per "
+                  "request, and requests per second of model time. Latency over HTTP under load: the pipeline's "
+                  "serving stage and session 15.", "",
+                  "| path | requests per call | median ms | IQR ms | ms per request | requests/s |",
+                  "| --- | ---: | ---: | ---: | ---: | ---: |"]
+        for r in result.serving:
+            lines.append(f"| {r['path']} | {r['requests']} | {r['median_ms']:.3f} | {r['iqr_ms']:.3f} | "
+                         f"{r['ms_per_request']:.3f} | {r['requests_per_s']:,.0f} |")
         lines.append("")
 
     notes = []
