@@ -44,3 +44,22 @@ def display_path(path: Path) -> str:
         return str(Path(path).resolve().relative_to(repo_root()))
     except ValueError:
         return str(path)
+
+
+def atomic_write(path: Path, write) -> Path:
+    """``write(tmp_path)`` to a temporary file beside ``path``, then rename it into place.
+
+    A reader sees the old file or the new one, never half of one, and a crash leaves no partial file.
+    """
+    import tempfile
+
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
+    try:
+        write(tmp)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+    return path

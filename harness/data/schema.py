@@ -16,14 +16,14 @@ catalog, excluding what the user has already seen.
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
+
+from ..paths import atomic_write
 
 PAD = 0
 SPLITS = ("train", "valid", "test")
@@ -111,28 +111,15 @@ def assign_leave_last_out(interactions: pd.DataFrame) -> pd.DataFrame:
     return frame
 
 
-def _atomic_write_parquet(frame: pd.DataFrame, path: Path) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        frame.to_parquet(tmp, index=False)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-
-
 def save_processed(folder: Path, interactions: pd.DataFrame, items: pd.DataFrame, users: pd.DataFrame,
                    meta: dict) -> None:
     """Write the processed tables; meta.json goes last, so its presence means "complete"."""
     folder.mkdir(parents=True, exist_ok=True)
     (folder / "meta.json").unlink(missing_ok=True)
-    _atomic_write_parquet(interactions, folder / "interactions.parquet")
-    _atomic_write_parquet(items, folder / "items.parquet")
-    _atomic_write_parquet(users, folder / "users.parquet")
-    tmp = folder / ".meta.json.tmp"
-    tmp.write_text(json.dumps(meta, indent=2, sort_keys=True, default=str))
-    os.replace(tmp, folder / "meta.json")
+    for name, frame in (("interactions", interactions), ("items", items), ("users", users)):
+        atomic_write(folder / f"{name}.parquet", lambda tmp, frame=frame: frame.to_parquet(tmp, index=False))
+    atomic_write(folder / "meta.json", lambda tmp: Path(tmp).write_text(json.dumps(meta, indent=2, sort_keys=True,
+                                                                                   default=str)))
 
 
 def read_meta(folder: Path) -> dict | None:

@@ -13,8 +13,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import tempfile
 import time
 from pathlib import Path
 from typing import Any, Callable, Iterable
@@ -23,6 +21,7 @@ import torch
 
 from ..autograder.loader import notebook_path
 from ..autograder.notebook import export_source
+from ..paths import atomic_write
 
 
 def code_fingerprint(tree: str, sessions: Iterable[int], modules: Iterable[str] = ()) -> str:
@@ -47,10 +46,7 @@ def cache_key(ctx, name: str, config: dict, sessions: Iterable[int], modules: It
 
 
 def _write_json(path: Path, data: dict) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    with os.fdopen(fd, "w") as f:
-        json.dump(data, f, indent=2, default=str)
-    os.replace(tmp, path)
+    atomic_write(path, lambda tmp: Path(tmp).write_text(json.dumps(data, indent=2, default=str)))
 
 
 def load_or_train(ctx, name: str, *, config: dict, sessions: Iterable[int], train: Callable[[Path], tuple[Any, dict]],

@@ -28,13 +28,12 @@ from __future__ import annotations
 
 import os
 import re
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
 
-from ..paths import display_path, runs_dir
+from ..paths import atomic_write, display_path, runs_dir
 
 FORMAT_VERSION = 1
 
@@ -143,15 +142,7 @@ def save_semantic_ids(path: str | os.PathLike, sids: SemanticIDs) -> Path:
                "source": sids.source, "fingerprint": sids.fingerprint, "stats": sids.stats,
                "collision_map": {",".join(map(str, k)): v for k, v in sids.collision_map().items()},
                "lookup": {",".join(map(str, k)): v for k, v in sids.lookup().items()}}
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        torch.save(payload, tmp)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-    return path
+    return atomic_write(path, lambda tmp: torch.save(payload, tmp))
 
 
 def load_semantic_ids(path: str | os.PathLike, fingerprint: str | None = None) -> SemanticIDs:

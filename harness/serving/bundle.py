@@ -470,6 +470,15 @@ def load_bundle(path: str | Path, *, expect_fingerprint: str | None = None, allo
                   text_index=text_index, text_ids=text_ids, text_table=text_table)
 
 
+def load_for_inference(path: str | Path, **kwargs) -> Bundle:
+    """``load_bundle``, then every model in eval mode without gradients: the bundle as a server holds it
+    (what session 14's ``lifespan`` does; the tests and the benchmark use this one)."""
+    bundle = load_bundle(path, **kwargs)
+    for model in bundle.models():
+        model.eval().requires_grad_(False)
+    return bundle
+
+
 def _load_state(module: nn.Module, state: dict, what: str, path: Path) -> None:
     try:
         module.load_state_dict(state, strict=True)
@@ -480,5 +489,5 @@ def _load_state(module: nn.Module, state: dict, what: str, path: Path) -> None:
                           "bundle again") from None
 
 
-__all__ = ["Bundle", "BundleError", "DEFAULT_SERVING", "RetrievalOrder", "bundle_dir", "check_manifest", "load_bundle", "read_manifest",
-           "write_bundle"]
+__all__ = ["Bundle", "BundleError", "DEFAULT_SERVING", "RetrievalOrder", "bundle_dir", "check_manifest", "load_bundle",
+           "load_for_inference", "read_manifest", "write_bundle"]

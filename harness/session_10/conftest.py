@@ -11,6 +11,7 @@ import pytest
 import torch
 
 from harness.autograder.loader import load_session
+from harness.session_06.conftest import padded, random_queries as queries  # noqa: F401 (used by the tests)
 
 
 def embeddings(n_items: int, dim: int, seed: int) -> torch.Tensor:
@@ -26,20 +27,6 @@ def flat_index(emb: torch.Tensor):
     index = faiss.IndexFlatIP(emb.shape[1])
     index.add(emb[1:].numpy().astype("float32"))
     return index
-
-
-def queries(n: int, dim: int, seed: int) -> torch.Tensor:
-    g = torch.Generator().manual_seed(seed)
-    q = torch.randn(n, dim, generator=g)
-    return q / q.norm(dim=1, keepdim=True)
-
-
-def padded(rows: list[list[int]], width: int | None = None) -> torch.Tensor:
-    width = width if width is not None else max([len(r) for r in rows] + [1])
-    out = torch.zeros(len(rows), width, dtype=torch.long)
-    for b, r in enumerate(rows):
-        out[b, :len(r)] = torch.tensor(r, dtype=torch.long)
-    return out
 
 
 def reference_candidates(index, q, seen, K) -> torch.Tensor:

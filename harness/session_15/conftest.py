@@ -56,13 +56,10 @@ def bundle_path():
 
 @pytest.fixture(scope="session")
 def served_bundle(bundle_path):
-    from harness.serving.bundle import load_bundle
+    """The tiny bundle loaded once and prepared as a server prepares it (eval mode, no gradients)."""
+    from harness.serving.bundle import load_for_inference
 
-    bundle = load_bundle(bundle_path)
-    for model in bundle.models():
-        model.eval()
-        model.requires_grad_(False)
-    return bundle
+    return load_for_inference(bundle_path)
 
 
 @pytest.fixture
