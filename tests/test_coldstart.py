@@ -1,7 +1,6 @@
 """The cold-start track (harness/pipeline/coldstart.py): the protocol, the text model, the vector cache, retrieval."""
 from __future__ import annotations
 
-import os
 import time
 
 import numpy as np

@@ -6,7 +6,6 @@ sparse features, two bags of different widths, three dense columns on very diffe
 from __future__ import annotations
 
 import pytest
-import torch
 from torch.overrides import TorchFunctionMode
 
 from harness.autograder.loader import load_session

@@ -1,7 +1,6 @@
 """Exercise 2: BottomMLP."""
 import pytest
 import torch
-from torch import nn
 
 from harness.autograder.checks import expect, expect_close, expect_shape
 from harness.autograder.modules import expect_same_function, share_weights

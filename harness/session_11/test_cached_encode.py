@@ -1,7 +1,6 @@
 """Exercise 4: cached_encode."""
 import hashlib
 
-import numpy as np
 import pytest
 import torch
 

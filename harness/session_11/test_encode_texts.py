@@ -2,7 +2,7 @@
 import pytest
 import torch
 
-from harness.autograder.checks import expect, expect_close, expect_dtype, expect_equal, expect_shape
+from harness.autograder.checks import expect, expect_close, expect_dtype, expect_shape
 
 from .conftest import TEXTS, ForwardSpy, SpyTokenizer
 

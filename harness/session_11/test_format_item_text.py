@@ -1,5 +1,4 @@
 """Exercise 1: format_item_text."""
-import math
 
 import numpy as np
 import pandas as pd

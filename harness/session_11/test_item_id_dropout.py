@@ -2,7 +2,7 @@
 import pytest
 import torch
 
-from harness.autograder.checks import expect, expect_close, expect_equal
+from harness.autograder.checks import expect, expect_close
 from harness.autograder.loader import load_session
 from harness.pipeline.features import BagFeature, FeatureSpec, SparseFeature, example_batch
 

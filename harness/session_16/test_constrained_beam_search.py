@@ -25,7 +25,7 @@ def setup(reference):
 def item_log_probs(model, prompts, table) -> torch.Tensor:
     """Teacher-forced log-probability of every item after each prompt: float (U, n_items), column i = item i + 1."""
     users, width = prompts.shape
-    n_items, depth = table.shape[0] - 1, table.shape[1]
+    n_items = table.shape[0] - 1
     sequences = torch.cat([prompts.repeat_interleave(n_items, 0), table[1:].repeat(users, 1)], dim=1)
     with torch.no_grad():
         log_p = torch.log_softmax(model(sequences[:, :-1]).float(), dim=-1)[:, width - 1:]
