@@ -3,12 +3,16 @@ from __future__ import annotations
 
 import json
 import os
+import re
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
 from harness.paths import repo_root
+
+_SESSION_TEST_MODULE = re.compile(r"^harness\.session_\d\d\.(conftest|test_\w+)$")
 
 
 @dataclass
@@ -44,7 +48,16 @@ def grade(tmp_path, restore_env, capsys):
         report = tmp_path / f"verdicts-{len(list(tmp_path.glob('verdicts-*')))}.json"
         args = [*(str(repo_root() / p) for p in paths), "-p", "no:cacheprovider", "-q",
                 "--rootdir", str(repo_root()), "--harness-report", str(report), *extra]
-        code = pytest.main(args)
+        # The graded run imports the sessions' test modules afresh: a wrong implementation that mutates a
+        # module-level constant of a test file (a codes tensor passed in, say) must not leak into the tests
+        # of this process that run after it.
+        saved = {name: sys.modules.pop(name) for name in list(sys.modules) if _SESSION_TEST_MODULE.match(name)}
+        try:
+            code = pytest.main(args)
+        finally:
+            for name in [n for n in sys.modules if _SESSION_TEST_MODULE.match(n)]:
+                del sys.modules[name]
+            sys.modules.update(saved)
         out = capsys.readouterr().out
         clear_cache()
         verdicts = json.loads(report.read_text()) if report.exists() else {}

@@ -20,7 +20,7 @@ SHIFT_HINT = "code c of level l is row c + 1 of tables[l] (row 0 is the padding 
 
 def _pair(nb, reference, mode="sum"):
     torch.manual_seed(0)
-    learner = nb.SemanticIDEmbedding(CODES, SIZES, dim=DIM, mode=mode)
+    learner = nb.SemanticIDEmbedding(CODES.clone(), SIZES, dim=DIM, mode=mode)
     ref = reference.SemanticIDEmbedding(CODES, SIZES, dim=DIM, mode=mode)
     share_weights(learner, ref, f"SemanticIDEmbedding(mode={mode!r})")
     return learner, ref
@@ -81,7 +81,7 @@ def test_looks_up_by_the_raw_item_id(nb, reference):
 
 def test_init_and_padding_rows(nb):
     torch.manual_seed(1)
-    module = nb.SemanticIDEmbedding(CODES, (50, 3, 2), dim=DIM)
+    module = nb.SemanticIDEmbedding(CODES.clone(), (50, 3, 2), dim=DIM)
     for level, table in enumerate(module.tables):
         n = table.weight.shape[0]
         expect(float(table.weight[0].abs().max()) == 0.0, f"row 0 (padding) of table {level} is zero",
@@ -94,7 +94,7 @@ def test_init_and_padding_rows(nb):
 
 
 def test_codes_are_a_buffer(nb):
-    module = nb.SemanticIDEmbedding(CODES, SIZES, dim=DIM)
+    module = nb.SemanticIDEmbedding(CODES.clone(), SIZES, dim=DIM)
     buffers = dict(module.named_buffers())
     expect("codes" in buffers, "the codes are a buffer named `codes` (saved and moved with the model)",
            got=sorted(buffers), hint="self.register_buffer('codes', codes.long().clone())")
@@ -116,7 +116,7 @@ def test_as_a_dlrm_feature(nb):
     spec = FeatureSpec(sparse=(SparseFeature("user_id", 5, "user"), SparseFeature("item_id", 8, "item")), bags=(),
                        dense=("log_item_count",), dense_mean=(0.0,), dense_std=(1.0,))
     torch.manual_seed(0)
-    module = nb.SemanticIDEmbedding(CODES, SIZES, dim=DIM)
+    module = nb.SemanticIDEmbedding(CODES.clone(), SIZES, dim=DIM)
     model = s07.DLRM(spec, dim=DIM, bottom=(4,), top=(8,), extra={"semantic_id": module})
     batch = example_batch(spec, batch_size=6)
     batch["item"] = torch.tensor([1, 2, 3, 4, 5, 6])

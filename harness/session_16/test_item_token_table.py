@@ -10,7 +10,7 @@ pytestmark = pytest.mark.exercise("item_token_table")
 
 
 def test_shape_dtype_and_padding_row(nb):
-    table = nb.item_token_table(CODES, SIZES)
+    table = nb.item_token_table(CODES.clone(), SIZES)
     expect_shape(table, tuple(CODES.shape), "token table")
     expect_dtype(table, torch.int64, "token table")
     expect_equal(table[0], torch.zeros(3, dtype=torch.long), "row 0 (the padding item) is all PAD",
@@ -19,7 +19,7 @@ def test_shape_dtype_and_padding_row(nb):
 
 def test_offsets_by_hand(nb):
     # sizes (4, 3, 3): PAD 0, BOS 1, level 0 = tokens 2..5, level 1 = 6..8, disambiguation = 9..11
-    table = nb.item_token_table(CODES, SIZES)
+    table = nb.item_token_table(CODES.clone(), SIZES)
     expect_equal(table[[1, 3, 10, 14]], torch.tensor([[2, 6, 9], [2, 7, 10], [4, 6, 11], [5, 7, 10]]),
                  "tokens of items 1, 3, 10 and 14 with codebook sizes (4, 3, 3)",
                  hint="token = code + offset of its column; offsets = 2 (after PAD and BOS), 2 + 4, 2 + 4 + 3")
@@ -46,7 +46,7 @@ def test_does_not_modify_codes(nb):
 
 
 def test_accepts_a_list_and_a_tuple(nb):
-    expect_equal(nb.item_token_table(CODES, list(SIZES)), nb.item_token_table(CODES, SIZES),
+    expect_equal(nb.item_token_table(CODES.clone(), list(SIZES)), nb.item_token_table(CODES.clone(), SIZES),
                  "the same table from codebook sizes given as a list or a tuple")
 
 
@@ -69,7 +69,7 @@ def test_rejects_codes_out_of_range(nb):
     negative = CODES.clone()
     negative[2, 0] = -1
     expect(_raises_value_error(lambda: nb.item_token_table(negative, SIZES)), "a negative code raises ValueError")
-    expect(_raises_value_error(lambda: nb.item_token_table(CODES, SIZES[:2])),
+    expect(_raises_value_error(lambda: nb.item_token_table(CODES.clone(), SIZES[:2])),
            "codebook sizes for 2 columns with codes of 3 columns raise ValueError")
 
 
