@@ -342,24 +342,13 @@ import time
 import matplotlib.pyplot as plt
 import wandb
 
-from harness.autograder.loader import upstream_tree
-from harness.config import load_config
-from harness.data import load_dataset
-from harness.env import pick_device
-from harness.pipeline import Context, ranking
-from harness.pipeline.retrieval import STAGES as RETRIEVAL_STAGES
+from harness.pipeline import ranking
 from harness.tracking import init_run
 
 DATASET = os.environ.get("WORKBOOK_DATASET", "ml-100k")
-cfg = load_config("dlrm")
-ds = load_dataset(DATASET)
-print(ds.summary(), f"| preset: {cfg.preset}")
-
-ctx = Context(DATASET, upstream_tree(), cfg.preset, pick_device())
-ctx.dataset = ds
 start = time.perf_counter()
-for stage in RETRIEVAL_STAGES:
-    stage.run(ctx)  # popularity, and both towers (trained, or loaded from the pipeline's cache)
+ctx, cfg = ranking.notebook_context(DATASET)  # popularity, and both towers (trained, or from the pipeline's cache)
+ds = ctx.dataset
 data = ranking.ranking_data(ctx)
 retriever = data.view.name
 variants = {"DLRM": ranking.Variant("dlrm"),

@@ -521,30 +521,14 @@ check("ranking_loss")
 
 # %%
 import os
-import time
 
 import numpy as np
 
-from harness.autograder.loader import upstream_tree
-from harness.config import load_config
-from harness.data import load_dataset
-from harness.env import pick_device
-from harness.pipeline import Context
 from harness.pipeline import ranking
-from harness.pipeline.retrieval import STAGES as RETRIEVAL_STAGES
 
 DATASET = os.environ.get("WORKBOOK_DATASET", "ml-100k")
-cfg = load_config("dlrm")
-ds = load_dataset(DATASET)
-print(ds.summary(), f"| preset: {cfg.preset}")
-
-ctx = Context(DATASET, upstream_tree(), cfg.preset, pick_device())
-ctx.dataset = ds
-start = time.perf_counter()
-for stage in RETRIEVAL_STAGES:
-    if stage.name.startswith("two-tower"):
-        stage.run(ctx)
-print(f"retrievers ready in {time.perf_counter() - start:.0f} s")
+ctx, cfg = ranking.notebook_context(DATASET, ("two-tower-mean", "two-tower-transformer"))
+ds = ctx.dataset
 data = ranking.ranking_data(ctx)
 
 # %% [markdown]

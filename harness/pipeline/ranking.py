@@ -600,6 +600,28 @@ def trained_ranker(ctx, data: RankingData, variant: Variant, cfg,
                          load=load, modules=(__name__, "harness.pipeline.features"))
 
 
+def notebook_context(dataset_name: str, retrieval_stages: Sequence[str] | None = None):
+    """``(ctx, dlrm config)`` for a ranking notebook: the dataset loaded and the retrieval stages run (trained,
+    or loaded from the pipeline's cache), on the tree the notebook's components come from."""
+    from ..autograder.loader import upstream_tree
+    from ..config import load_config
+    from ..data import load_dataset
+    from ..env import pick_device
+    from .retrieval import STAGES as RETRIEVAL_STAGES
+    from .runner import Context
+
+    cfg = load_config("dlrm")
+    ctx = Context(dataset_name, upstream_tree(), cfg.preset, pick_device())
+    ctx.dataset = load_dataset(dataset_name)
+    print(ctx.dataset.summary(), f"| preset: {cfg.preset}")
+    start = time.perf_counter()
+    for stage in RETRIEVAL_STAGES:
+        if retrieval_stages is None or stage.name in retrieval_stages:
+            stage.run(ctx)
+    print(f"retrievers ready in {time.perf_counter() - start:.0f} s")
+    return ctx, cfg
+
+
 def ranking_data(ctx, log: Callable[[str], None] = print) -> RankingData:
     """The ranking data of the best retriever in ``ctx`` (by validation NDCG@10), built once per run.
 

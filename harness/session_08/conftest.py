@@ -10,6 +10,7 @@ import torch
 from torch import nn
 
 from harness.autograder.loader import load_session
+from harness.session_06.conftest import padded  # noqa: F401 (used by the tests)
 from harness.pipeline.features import BagFeature, FeatureSpec, SparseFeature, example_batch
 
 
@@ -24,14 +25,6 @@ def oracle_bpr(pos: torch.Tensor, neg: torch.Tensor) -> torch.Tensor:
     diff = (pos.double()[:, None] - neg.double()) if neg.ndim == 2 else pos.double() - neg.double()
     return torch.where(diff >= 0, torch.log1p(torch.exp(-diff)), -diff + torch.log1p(torch.exp(diff)))
 
-
-def padded(rows: list[list[int]], width: int | None = None) -> torch.Tensor:
-    """int64 (B, width) right-padded with 0."""
-    width = width if width is not None else max([len(r) for r in rows] + [1])
-    out = torch.zeros(len(rows), width, dtype=torch.long)
-    for b, r in enumerate(rows):
-        out[b, :len(r)] = torch.tensor(r, dtype=torch.long)
-    return out
 
 
 def random_pools(B: int, K: int, n_items: int, n_exclude: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
