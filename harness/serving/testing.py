@@ -114,3 +114,29 @@ def tiny_bundle() -> Path:
 
 
 __all__ = ["TINY_SERVING", "build_tiny_bundle", "tiny_bundle"]
+
+
+def graded_server_tree(request, sessions: tuple[int, ...], what: str) -> str:
+    """The notebook tree a real-server test serves, once every exercise of ``sessions`` is written.
+
+    Skips under an inline check (a subprocess serves the *saved* notebook file, which only pytest
+    grades), and raises the autograder's not-implemented error for the first stub it finds.
+    """
+    import pytest
+
+    from ..autograder.exercises import get_session
+    from ..autograder.loader import notebook_path
+    from ..autograder.plugin import NAMESPACE_KEY
+    from ..autograder.stubs import unwritten_exercises
+    from ..paths import display_path
+
+    if request.config.stash.get(NAMESPACE_KEY, None) is not None:
+        pytest.skip(f"the real-server tests run under pytest (`pytest harness/session_{sessions[0]:02d}`): they "
+                    f"serve your saved {what}")
+    tree = request.config.getoption("impl") or os.environ.get("HARNESS_IMPL") or "sessions"
+    for number in sessions:
+        session = get_session(number)
+        for name, line in unwritten_exercises(number, tree):
+            raise NotImplementedError(f"exercise {session.number_of(name)} `{name}` (session {number:02d}) is not "
+                                      f"implemented yet — {display_path(notebook_path(number, tree))}:{line}")
+    return tree

@@ -14,21 +14,10 @@ pytestmark = [pytest.mark.exercise("recommend_endpoint"), pytest.mark.time_limit
 
 @pytest.fixture(scope="module")
 def server(request, bundle_path):
-    from harness.autograder.exercises import get_session
-    from harness.autograder.loader import notebook_path
-    from harness.autograder.plugin import NAMESPACE_KEY
-    from harness.autograder.stubs import unwritten_exercises
-    from harness.paths import display_path
     from harness.serving.server import ServerProcess
+    from harness.serving.testing import graded_server_tree
 
-    if request.config.stash.get(NAMESPACE_KEY, None) is not None:
-        pytest.skip("the real-server tests run under pytest (`pytest harness/session_14`): they serve your saved "
-                    "notebook file in a subprocess")
-    tree = request.config.getoption("impl") or __import__("os").environ.get("HARNESS_IMPL") or "sessions"
-    session = get_session(14)
-    for name, line in unwritten_exercises(14, tree):
-        raise NotImplementedError(f"exercise {session.number_of(name)} `{name}` (session 14) is not implemented yet "
-                                  f"— {display_path(notebook_path(14, tree))}:{line}")
+    tree = graded_server_tree(request, (14,), "notebook file in a subprocess")
     process = ServerProcess(bundle_path, impl=tree, batching=False)
     process.start()
     try:

@@ -18,24 +18,10 @@ pytestmark = [pytest.mark.exercise("MicroBatcher"), pytest.mark.time_limit(60)]
 
 @pytest.fixture(scope="module")
 def servers(request, bundle_path):
-    import os
-
-    from harness.autograder.exercises import get_session
-    from harness.autograder.loader import notebook_path
-    from harness.autograder.plugin import NAMESPACE_KEY
-    from harness.autograder.stubs import unwritten_exercises
-    from harness.paths import display_path
     from harness.serving.server import ServerProcess, start_all, stop_all
+    from harness.serving.testing import graded_server_tree
 
-    if request.config.stash.get(NAMESPACE_KEY, None) is not None:
-        pytest.skip("the real-server tests run under pytest (`pytest harness/session_15`): they serve your saved "
-                    "notebooks in subprocesses")
-    tree = request.config.getoption("impl") or os.environ.get("HARNESS_IMPL") or "sessions"
-    for number in (15, 14):
-        session = get_session(number)
-        for name, line in unwritten_exercises(number, tree):
-            raise NotImplementedError(f"exercise {session.number_of(name)} `{name}` (session {number:02d}) is not "
-                                      f"implemented yet — {display_path(notebook_path(number, tree))}:{line}")
+    tree = graded_server_tree(request, (15, 14), "notebooks in subprocesses")
     pair = {"unbatched": ServerProcess(bundle_path, impl=tree, batching=False),
             "batched": ServerProcess(bundle_path, impl=tree, batching=True, max_batch=16, max_wait_ms=5.0)}
     start_all(pair.values())
