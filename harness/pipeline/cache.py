@@ -24,6 +24,23 @@ from ..autograder.notebook import export_source
 from ..paths import atomic_write
 
 
+def content_digest(*parts: Any, length: int = 16) -> str:
+    """SHA-256 prefix of what a cached result was built from: modules (their weights, by name), tensors
+    (shape and values) and JSON-able values, in order."""
+    digest = hashlib.sha256()
+    for part in parts:
+        if isinstance(part, torch.nn.Module):
+            for name, value in sorted(part.state_dict().items()):
+                digest.update(name.encode())
+                digest.update(value.detach().cpu().contiguous().numpy().tobytes())
+        elif isinstance(part, torch.Tensor):
+            digest.update(str(tuple(part.shape)).encode())
+            digest.update(part.detach().cpu().contiguous().numpy().tobytes())
+        else:
+            digest.update(json.dumps(part, sort_keys=True, default=str).encode())
+    return digest.hexdigest()[:length]
+
+
 def code_fingerprint(tree: str, sessions: Iterable[int], modules: Iterable[str] = ()) -> str:
     """SHA-256 of the export cells of ``sessions`` in ``tree`` and of the source of ``modules``."""
     digest = hashlib.sha256()

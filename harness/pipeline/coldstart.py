@@ -58,6 +58,7 @@ from torch import nn
 
 from ..autograder.loader import upstream
 from ..paths import display_path, runs_dir
+from .cache import content_digest
 
 DEFAULT_TEXT_MODEL = "intfloat/e5-base-v2"
 OFFLINE_TEXT_MODEL = "sentence-transformers/all-MiniLM-L6-v2"
@@ -467,14 +468,6 @@ def train_cold_start_ranker(data, variant, cfg, build: Callable[[Any], nn.Module
         ranking.build_ranker = original
 
 
-def tensor_digest(*tensors: torch.Tensor) -> str:
-    digest = hashlib.sha256()
-    for t in tensors:
-        digest.update(str(tuple(t.shape)).encode())
-        digest.update(t.detach().cpu().contiguous().numpy().tobytes())
-    return digest.hexdigest()[:16]
-
-
 @dataclass
 class ColdStartRun:
     """What the cold-start and semantic-ID stages share within one pipeline run."""
@@ -609,13 +602,13 @@ def ranker_builder(ctx, run: ColdStartRun, name: str) -> tuple[Callable[[Any], n
     p = float(run.cold_cfg.ranker.id_dropout)
     text = run.vectors if "text" in name else None
     dropout = p if "ID dropout" in name else 0.0
-    extra_config = {"text_vectors": tensor_digest(run.vectors) if text is not None else None, "id_dropout": dropout}
+    extra_config = {"text_vectors": content_digest(run.vectors) if text is not None else None, "id_dropout": dropout}
     sessions = (2, 4, 5, 6, 7, 8, 11)
     if "semantic IDs" in name:
         sids, mode = ctx.artifacts["semantic_ids"], ctx.artifacts["semantic_ids_mode"]
         s12 = ctx.session(12)
         L = sids.levels
-        extra_config.update(semantic_ids=tensor_digest(sids.codes), semantic_id_mode=mode)
+        extra_config.update(semantic_ids=content_digest(sids.codes), semantic_id_mode=mode)
         sessions = sessions + (12,)
 
         def build(spec):

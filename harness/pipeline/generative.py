@@ -18,6 +18,7 @@ import time
 
 import torch
 
+from .cache import content_digest
 from .runner import Stage
 
 TEXT, COLLABORATIVE = "text", "collaborative"
@@ -143,7 +144,7 @@ def _stage_generative(ctx) -> None:
             model.load_state_dict(torch.load(checkpoint, map_location="cpu", weights_only=False)["model"])
             return model.to(ctx.device).eval()
 
-        config = {**as_dict(run_cfg), "codes": sids.source, "code_fingerprint": _codes_digest(sids)}
+        config = {**as_dict(run_cfg), "codes": sids.source, "code_fingerprint": content_digest(sids.codes)}
         model, result, reused = load_or_train(ctx, f"generative-{name}", config=config, sessions=(3, 4, 5, 16),
                                               train=train, load=load, modules=(__name__,))
         result["reused"] = reused
@@ -164,12 +165,6 @@ def _stage_generative(ctx) -> None:
                 + (" (cached)" if result["reused"] else ""))
         ctx.table.add("generative" if name == best else f"generative ({name} codes)", metrics, note)
     ctx.artifacts["generative"] = {"models": models, "code_sets": sets, "best": best}
-
-
-def _codes_digest(sids) -> str:
-    import hashlib
-
-    return hashlib.sha256(sids.codes.numpy().tobytes()).hexdigest()[:16]
 
 
 _NEEDS = {3: ("RMSNorm", "apply_rope", "TransformerBlock"), 4: ("build_optimizer",),

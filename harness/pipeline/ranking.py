@@ -30,7 +30,6 @@ from __future__ import annotations
 
 import copy
 import dataclasses
-import hashlib
 import math
 import time
 from dataclasses import dataclass, field
@@ -42,6 +41,7 @@ import torch
 from torch import nn
 
 from ..autograder.loader import upstream
+from .cache import content_digest
 from .features import FeatureBuilder, Positives
 from .runner import Stage, StageSkipped
 
@@ -554,15 +554,6 @@ def train_ranker(data: RankingData, variant: Variant, cfg, *, device: torch.devi
     return model.eval(), result
 
 
-def retriever_fingerprint(model: nn.Module) -> str:
-    """SHA-256 prefix of a model's weights (a ranker trained on another retriever's negatives is another model)."""
-    digest = hashlib.sha256()
-    for name, tensor in sorted(model.state_dict().items()):
-        digest.update(name.encode())
-        digest.update(tensor.detach().cpu().contiguous().numpy().tobytes())
-    return digest.hexdigest()[:16]
-
-
 def trained_ranker(ctx, data: RankingData, variant: Variant, cfg,
                    log: Callable[[str], None] = print) -> tuple[nn.Module, dict, bool]:
     """``train_ranker`` through ``load_or_train``: reused while data, retriever, config and code are unchanged.
@@ -575,7 +566,7 @@ def trained_ranker(ctx, data: RankingData, variant: Variant, cfg,
     from .cache import load_or_train
 
     config = {**as_dict(cfg), "variant": dataclasses.asdict(variant), "retriever": data.view.name,
-              "retriever_weights": retriever_fingerprint(data.view.model)}
+              "retriever_weights": content_digest(data.view.model)}
 
     def train(checkpoint):
         run = init_run(f"ranker-{ctx.dataset_name}-{variant.name}", config={**config, "dataset": ctx.dataset_name},
@@ -645,7 +636,7 @@ def ranking_data(ctx, log: Callable[[str], None] = print) -> RankingData:
     view = RetrieverView.of(retrievers[best], max_len=max_len, name=best)
     cfg = load_config("dlrm", preset=ctx.preset)
     settings = {"features": as_dict(cfg.features), "mine_k": cfg.negatives.mine_k, "max_len": max_len,
-                "retriever": best, "retriever_weights": retriever_fingerprint(view.model)}
+                "retriever": best, "retriever_weights": content_digest(view.model)}
 
     def compute(path):
         start = time.perf_counter()

@@ -174,11 +174,11 @@ AB_LABELS = {"DLRM text + ID dropout": "continuous (text vector)", "DLRM semanti
 
 def text_semantic_ids(ctx, run, cfg, log=print) -> SemanticIDs:
     """The text vectors' semantic IDs, saved at :func:`semantic_ids_path` (rebuilt only when their inputs change)."""
-    from .coldstart import tensor_digest
+    from .cache import content_digest
 
     source = f"text:{run.text_model}"
     fingerprint = ctx.dataset.meta.get("fingerprint", "unknown")
-    key = {"vectors": tensor_digest(run.vectors), "levels": int(cfg.codes.levels),
+    key = {"vectors": content_digest(run.vectors), "levels": int(cfg.codes.levels),
            "codebook_size": int(cfg.codes.codebook_size), "seed": int(cfg.codes.seed), "niter": int(cfg.codes.niter),
            "code": _session_code(ctx)}
     path = semantic_ids_path(ctx.dataset_name, ctx.preset, source)

@@ -20,30 +20,15 @@ Stages:
 """
 from __future__ import annotations
 
-import hashlib
 import json
 import time
 from pathlib import Path
 
 import numpy as np
-import torch
 
 from ..paths import display_path
+from .cache import content_digest
 from .runner import Stage, StageSkipped
-
-
-def _digest(*parts) -> str:
-    h = hashlib.sha256()
-    for part in parts:
-        if isinstance(part, torch.nn.Module):
-            for name, value in sorted(part.state_dict().items()):
-                h.update(name.encode())
-                h.update(value.detach().cpu().contiguous().numpy().tobytes())
-        elif isinstance(part, torch.Tensor):
-            h.update(part.detach().cpu().contiguous().numpy().tobytes())
-        else:
-            h.update(json.dumps(part, sort_keys=True, default=str).encode())
-    return h.hexdigest()[:20]
 
 
 def _retriever(ctx):
@@ -131,7 +116,7 @@ def _stage_bundle(ctx) -> None:
     path = bundle_dir(ctx.dataset_name, ctx.preset, ctx.impl)
     code = code_fingerprint(ctx.impl, (2, 3, 6, 7), modules=("harness.serving.bundle", "harness.pipeline.features",
                                                              __name__))
-    key = _digest(ctx.dataset.meta.get("fingerprint"), code, serving, name, build, ranker_info, retriever, ranker,
+    key = content_digest(ctx.dataset.meta.get("fingerprint"), code, serving, name, build, ranker_info, retriever, ranker,
                   builder.spec.to_dict(), int(cold.sum()))
     existing = None
     try:
@@ -177,7 +162,7 @@ def _stage_serving(ctx) -> None:
     from ..serving.loadtest import LOCUSTFILE
 
     # (the locustfile is hashed as a file, never imported: importing locust monkey-patches this process)
-    key = _digest(manifest["bundle_id"], code_fingerprint(ctx.impl, (14, 15) if batched else (14,),
+    key = content_digest(manifest["bundle_id"], code_fingerprint(ctx.impl, (14, 15) if batched else (14,),
                                                           modules=("harness.serving.app", "harness.serving.glue",
                                                                    __name__)),
                   LOCUSTFILE.read_text(), as_dict(cfg), batched)
